@@ -1,0 +1,72 @@
+"""Command-line parsing: `HfArgumentParser` over the argument dataclasses, plus `--config x.yaml`.
+
+The YAML file sets defaults (its keys are dataclass field names); flags on the command line override it; a key that
+is no field is an error that names the closest valid ones.
+"""
+
+import argparse
+import difflib
+import shlex
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+
+class ConfigError(ValueError):
+    """A --config file that cannot be used as it is."""
+
+
+def load_yaml_defaults(path: str, valid_keys: set[str]) -> dict:
+    """Read a flat YAML mapping and check every key is a known argument."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--config {path} does not exist: expected a YAML file of argument: value pairs.")
+    values = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path} must hold a mapping of argument: value pairs, found {type(values).__name__}.")
+    unknown = sorted(set(values) - valid_keys)
+    if unknown:
+        hints = {k: difflib.get_close_matches(k, valid_keys, n=2) for k in unknown}
+        detail = "; ".join(f"{k!r}" + (f" (did you mean {', '.join(v)}?)" if v else "") for k, v in hints.items())
+        raise ConfigError(f"Unknown key(s) in --config {path}: {detail}. Keys must be argument names (see --help).")
+    return values
+
+
+def make_parser(dataclass_types: tuple, description: str) -> HfArgumentParser:
+    parser = HfArgumentParser(dataclass_types, description=description,
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", default=None, help="YAML file of defaults (keys are the argument names below); "
+                                                        "command-line flags override it.")
+    return parser
+
+
+def parse_args(parser: HfArgumentParser, args: list[str] | None = None) -> tuple:
+    """Parse `args` (default sys.argv[1:]) into the parser's dataclasses, YAML defaults first."""
+    args = list(sys.argv[1:] if args is None else args)
+    config_path = _config_path(args)
+    if config_path is not None:
+        valid = {f.name for dtype in parser.dataclass_types for f in fields(dtype) if f.init}
+        defaults = load_yaml_defaults(config_path, valid)
+        parser.set_defaults(**defaults)
+        for action in parser._actions:  # a value from the YAML satisfies a required flag
+            if action.dest in defaults:
+                action.required = False
+    *outputs, rest = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
+    if rest:
+        raise SystemExit(f"error: unrecognized arguments: {' '.join(rest)} (see --help)")
+    return tuple(o for o in outputs if not isinstance(o, argparse.Namespace))
+
+
+def _config_path(args: list[str]) -> str | None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(args)
+    return known.config
+
+
+def command_line() -> str:
+    """The command that reproduces this run, for reports and model cards."""
+    return " ".join(["python", *map(shlex.quote, sys.argv)])

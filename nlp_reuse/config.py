@@ -1,0 +1,196 @@
+"""Argument dataclasses. Every field carries its `--help`; range checks run in `__post_init__`, before any work."""
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from transformers import TrainingArguments
+
+BUILTIN_TEACHER = "builtin:minilm"
+
+
+def _check_range(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
+    below = value <= low if low_open else value < low
+    if below or value > high:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"--{name} must be in {bracket}{low}, {high}], got {value}.")
+
+
+@dataclass
+class DataArguments:
+    """Where the labelled texts come from and how they are split and tokenized."""
+
+    dataset_name: Optional[str] = field(
+        default=None,
+        metadata={"help": "A Hub dataset id, or an embedded offline dataset: builtin:trec6 | builtin:sms_spam | "
+                          "builtin:movie_reviews. Leave unset to read --train_file."},
+    )
+    dataset_config: Optional[str] = field(default=None, metadata={"help": "Configuration name of the Hub dataset."})
+    train_file: Optional[str] = field(default=None, metadata={"help": "Training file (.csv, .jsonl/.json, .parquet)."})
+    validation_file: Optional[str] = field(
+        default=None, metadata={"help": "Validation file; carved from the training data (seeded, stratified) if unset."}
+    )
+    test_file: Optional[str] = field(
+        default=None, metadata={"help": "Test file; carved from the training data (seeded, stratified) if unset."}
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
+    text_pair_column: Optional[str] = field(
+        default=None, metadata={"help": "Optional second text column, for sentence-pair tasks."}
+    )
+    label_column: str = field(default="label", metadata={"help": "Column holding the label (string or integer)."})
+    validation_split_size: float = field(
+        default=0.1, metadata={"help": "Fraction of the data carved out as validation when no validation split exists."}
+    )
+    test_split_size: float = field(
+        default=0.1, metadata={"help": "Fraction of the data carved out as test when no test split exists."}
+    )
+    split_seed: int = field(default=42, metadata={"help": "Seed of the carved splits and of sub-sampling."})
+    max_train_samples: Optional[int] = field(
+        default=None, metadata={"help": "Keep at most this many training examples (seeded sample), for quick runs."}
+    )
+    max_eval_samples: Optional[int] = field(
+        default=None, metadata={"help": "Keep at most this many validation and test examples (seeded sample)."}
+    )
+    max_length: int = field(default=128, metadata={"help": "Truncate tokenized inputs to this many tokens."})
+
+    def __post_init__(self):
+        if self.dataset_name is None and self.train_file is None:
+            raise ValueError(
+                "No data given: expected --dataset_name (a Hub id or builtin:trec6 | builtin:sms_spam | "
+                "builtin:movie_reviews) or --train_file PATH (.csv, .jsonl, .parquet)."
+            )
+        if self.dataset_name is not None and self.train_file is not None:
+            raise ValueError(
+                f"Both --dataset_name ({self.dataset_name}) and --train_file ({self.train_file}) were given: "
+                "pass only one of them."
+            )
+        _check_range("validation_split_size", self.validation_split_size, 0.0, 0.5, low_open=True)
+        _check_range("test_split_size", self.test_split_size, 0.0, 0.5, low_open=True)
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1 (or unset), got {value}.")
+        if self.max_length < 8:
+            raise ValueError(f"--max_length must be >= 8, got {self.max_length}.")
+
+
+@dataclass
+class NlpReuseTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with defaults suited to small classifiers on a laptop: no checkpoints, no trackers."""
+
+    output_dir: Optional[str] = field(
+        default=None, metadata={"help": "Where the model folder and report.json are written (required)."}
+    )
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Total number of training epochs."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate of AdamW."})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "Fraction of steps for linear warm-up."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per device."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
+    save_strategy: str = field(
+        default="no", metadata={"help": "Checkpoint strategy: no | steps | epoch. The final model is always saved."}
+    )
+    logging_steps: float = field(default=50, metadata={"help": "Log the training loss every N steps."})
+    report_to: Union[None, str, list[str]] = field(
+        default="none", metadata={"help": "Experiment trackers to report to (none, tensorboard, wandb, ...)."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into a non-empty --output_dir (its files may be replaced)."}
+    )
+    latency_samples: int = field(
+        default=64, metadata={"help": "Test examples timed one by one (batch 1) for the CPU latency in the report."}
+    )
+
+    def __post_init__(self):
+        if self.output_dir is None:
+            raise ValueError("--output_dir is required: the folder where the model and report.json are written.")
+        super().__post_init__()
+        if self.latency_samples < 0:
+            raise ValueError(f"--latency_samples must be >= 0, got {self.latency_samples}.")
+
+
+@dataclass
+class FinetuneArguments(NlpReuseTrainingArguments):
+    """Fine-tuning a pretrained encoder into a sequence classifier (the teacher, usually)."""
+
+    model_name_or_path: str = field(
+        default=BUILTIN_TEACHER,
+        metadata={"help": "Local folder or Hub id of the pretrained encoder; builtin:minilm is the embedded "
+                          "all-MiniLM-L6-v2 (offline)."},
+    )
+
+
+@dataclass
+class DistillationArguments(NlpReuseTrainingArguments):
+    """Knowledge distillation of a fine-tuned teacher classifier into a smaller student."""
+
+    teacher_model_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "Fine-tuned teacher classifier: a local folder or Hub id (required)."}
+    )
+    student_model_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "Start the student from this model (local folder or Hub id)."}
+    )
+    student_num_layers: Optional[int] = field(
+        default=None,
+        metadata={"help": "Build the student from the teacher by keeping N evenly spaced layers (DistilBERT-style)."},
+    )
+    student_config: Optional[Union[dict, str]] = field(
+        default=None,
+        metadata={"help": "Overrides of the teacher config for a randomly initialised student, as JSON, e.g. "
+                          "'{\"num_hidden_layers\": 4, \"hidden_size\": 256, \"num_attention_heads\": 4, "
+                          "\"intermediate_size\": 1024}'."},
+    )
+    temperature: float = field(default=2.0, metadata={"help": "Softmax temperature T of the soft targets."})
+    alpha: float = field(
+        default=0.5, metadata={"help": "Weight of the soft-target loss; (1 - alpha) weighs the hard-label CE."}
+    )
+    hidden_loss_weight: float = field(
+        default=0.0, metadata={"help": "Weight of the hidden-state loss between mapped layers (0 turns it off)."}
+    )
+    hidden_loss: str = field(default="mse", metadata={"help": "Hidden-state loss: mse | cosine."})
+    layer_map: str = field(
+        default="uniform",
+        metadata={"help": "Student->teacher hidden-state pairs: 'uniform' (student layer i <-> teacher layer "
+                          "i*L_t/L_s) or explicit pairs '1:2,2:4,3:6' (0 is the embedding output)."},
+    )
+    distill_embeddings: bool = field(
+        default=False, metadata={"help": "With layer_map=uniform, also match the embedding outputs (0:0)."}
+    )
+    attention_loss_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the attention-transfer KL on the mapped layers (MiniLM-style; 0 turns it off)."},
+    )
+    run_baseline: bool = field(
+        default=False,
+        metadata={"help": "Also train the same student without the teacher (hard labels only) on the same budget."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.teacher_model_name_or_path is None:
+            raise ValueError("--teacher_model_name_or_path is required: a fine-tuned classifier folder or Hub id "
+                             "(make one with scripts/finetune.py).")
+        sources = [n for n in ("student_model_name_or_path", "student_num_layers", "student_config")
+                   if getattr(self, n) is not None]
+        if len(sources) != 1:
+            raise ValueError(
+                "Give exactly one student source: --student_model_name_or_path, --student_num_layers or "
+                f"--student_config; found {sources or 'none'}."
+            )
+        if self.student_num_layers is not None and self.student_num_layers < 1:
+            raise ValueError(f"--student_num_layers must be >= 1, got {self.student_num_layers}.")
+        if isinstance(self.student_config, str):
+            try:
+                self.student_config = json.loads(self.student_config)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"--student_config must be a JSON object, got {self.student_config!r} ({err}).")
+        if self.student_config is not None and not isinstance(self.student_config, dict):
+            raise ValueError(f"--student_config must be a JSON object, got {type(self.student_config).__name__}.")
+        if self.temperature <= 0:
+            raise ValueError(f"--temperature must be > 0, got {self.temperature}.")
+        _check_range("alpha", self.alpha, 0.0, 1.0)
+        for name in ("hidden_loss_weight", "attention_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}.")
+        from .losses import get_hidden_loss
+
+        get_hidden_loss(self.hidden_loss)

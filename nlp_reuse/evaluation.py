@@ -1,0 +1,130 @@
+"""Measurements: test metrics (offline, scikit-learn), CPU latency, size on disk, and the printed report table."""
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from sklearn.metrics import accuracy_score, f1_score
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx", "model_quantized.onnx")
+
+
+def classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 (every class weighs the same, so rare classes count)."""
+    return {
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
+    }
+
+
+def compute_metrics(eval_pred) -> dict[str, float]:
+    """`Trainer(compute_metrics=...)` hook: logits -> accuracy and macro-F1."""
+    logits, labels = eval_pred
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return classification_metrics(np.argmax(logits, axis=-1), labels)
+
+
+def measure_latency(predict: Callable[[Sequence[str]], object], texts: Sequence[str], batch_size: int = 1,
+                    warmup: int = 5, max_batches: int | None = None) -> dict[str, float]:
+    """Wall time of `predict(batch_of_texts)` (tokenization included), per batch and per example.
+
+    Returns p50/p95/mean milliseconds per batch and examples per second. Run on a quiet machine; compare artefacts
+    measured in the same process, side by side.
+    """
+    batches = [list(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
+    if max_batches is not None:
+        batches = batches[:max_batches]
+    if not batches:
+        raise ValueError("measure_latency needs at least one text.")
+    for batch in batches[:warmup]:
+        predict(batch)
+    times = []
+    for batch in batches:
+        start = time.perf_counter()
+        predict(batch)
+        times.append(time.perf_counter() - start)
+    ms = np.array(times) * 1e3
+    n_examples = sum(len(b) for b in batches)
+    return {
+        "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "mean_ms": float(ms.mean()),
+        "throughput": float(n_examples / sum(times)), "batch_size": batch_size, "num_batches": len(batches),
+    }
+
+
+def torch_predictor(model, tokenizer, max_length: int = 128) -> Callable[[Sequence[str]], np.ndarray]:
+    """Texts -> predicted label ids with a PyTorch model on CPU (what a user's service would run)."""
+    model = model.to("cpu").eval()
+
+    def predict(texts: Sequence[str]) -> np.ndarray:
+        enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            return model(**enc).logits.argmax(-1).numpy()
+
+    return predict
+
+
+def torch_latency_ms(model, tokenizer, texts: Sequence[str], max_length: int = 128) -> float:
+    """Median CPU milliseconds to classify one text (batch 1, tokenization included)."""
+    if not texts:
+        return float("nan")
+    return measure_latency(torch_predictor(model, tokenizer, max_length), texts, batch_size=1)["p50_ms"]
+
+
+def size_on_disk_mb(folder: str | Path) -> float:
+    """Size of the weight files in a model folder (config and tokenizer excluded), in MB (10^6 bytes)."""
+    folder = Path(folder)
+    total = sum((folder / name).stat().st_size for name in WEIGHT_FILES if (folder / name).is_file())
+    if total == 0:
+        raise FileNotFoundError(f"No weight file ({', '.join(WEIGHT_FILES)}) in {folder}.")
+    return total / 1e6
+
+
+def environment() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "num_threads": torch.get_num_threads(),
+            "machine": platform.machine()}
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+MODEL_ROWS = ("teacher", "student", "baseline")
+
+
+def report_rows(report: dict) -> list[tuple[str, dict]]:
+    """(name, entry) for every measured model in a report, in display order."""
+    rows = [(name, report[name]) for name in (*MODEL_ROWS, "model") if name in report]
+    rows += [(name, entry) for name, entry in report.get("artefacts", {}).items()]
+    return rows
+
+
+def format_table(report: dict) -> str:
+    """The report as an aligned text table: one row per model."""
+    header = ("model", "layers", "params", "size MB", "accuracy", "macro-F1", "latency ms")
+    lines = [header]
+    for name, entry in report_rows(report):
+        test = entry.get("test", {})
+        lines.append((
+            name, str(entry.get("num_layers", "-")), f"{entry.get('params', 0) / 1e6:.1f}M",
+            f"{entry['size_mb']:.1f}", f"{test.get('accuracy', float('nan')):.4f}",
+            f"{test.get('macro_f1', float('nan')):.4f}", f"{entry.get('latency_ms', float('nan')):.2f}",
+        ))
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    if "retention" in report:
+        out.append(f"retention (student / teacher accuracy): {report['retention']:.4f}")
+    return "\n".join(out)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return float(statistics.mean(values)), float(statistics.stdev(values)) if len(values) > 1 else 0.0

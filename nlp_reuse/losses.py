@@ -1,0 +1,103 @@
+"""Distillation losses as pure functions of tensors.
+
+Every function returns one value per example (shape `(batch,)`) so the caller decides how to normalise: the
+trainer sums them and divides by the number of labelled examples in the whole (accumulated, multi-process) batch,
+which keeps gradient accumulation and data parallelism exact. Examples whose label is -100 contribute zero.
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def _example_mask(labels: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+    if labels is None:
+        return torch.ones(batch, device=device)
+    return (labels != -100).float()
+
+
+def kd_kl_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Soft-target loss of Hinton et al. (2015), "Distilling the Knowledge in a Neural Network".
+
+    `T^2 * KL(softmax(t / T) || softmax(s / T))` per example. The T^2 factor keeps the gradient scale of the soft
+    term independent of T, so `alpha` means the same thing at every temperature.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    log_p_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)  # (batch,)
+    return temperature**2 * kl * _example_mask(labels, kl.shape[0], kl.device)
+
+
+def hard_ce_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with the gold labels per example; -100 labels give 0."""
+    return F.cross_entropy(student_logits.float(), labels, ignore_index=-100, reduction="none")
+
+
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
+    temperature: float = 2.0, alpha: float = 0.5,
+) -> torch.Tensor:
+    """`alpha * T^2 * KL(p_t^T || p_s^T) + (1 - alpha) * CE(s, y)` per example (Hinton et al., 2015)."""
+    soft = kd_kl_loss(student_logits, teacher_logits, temperature, labels)
+    if labels is None or alpha == 1.0:
+        return alpha * soft
+    return alpha * soft + (1.0 - alpha) * hard_ce_loss(student_logits, labels)
+
+
+def _token_mean(per_token: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the real (unpadded) tokens of each example: (batch, seq) -> (batch,)."""
+    if attention_mask is None:
+        return per_token.mean(-1)
+    mask = attention_mask.to(per_token.dtype)
+    return (per_token * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)
+
+
+def hidden_mse_loss(
+    student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean squared error between hidden states (FitNets, Romero et al. 2015; TinyBERT, Jiao et al. 2020).
+
+    Inputs are (batch, seq, hidden) with equal hidden sizes (project the student first); the squared error is
+    averaged over the hidden dimension and over the unpadded tokens of each example.
+    """
+    per_token = (student_hidden.float() - teacher_hidden.float()).pow(2).mean(-1)  # (batch, seq)
+    return _token_mean(per_token, attention_mask)
+
+
+def hidden_cosine_loss(
+    student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`1 - cos(h_s, h_t)` per token, averaged over unpadded tokens (DistilBERT's cosine embedding loss)."""
+    per_token = 1.0 - F.cosine_similarity(student_hidden.float(), teacher_hidden.float(), dim=-1)  # (batch, seq)
+    return _token_mean(per_token, attention_mask)
+
+
+def attention_kl_loss(
+    student_attention: torch.Tensor, teacher_attention: torch.Tensor, attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """KL between teacher and student self-attention distributions (MiniLM, Wang et al. 2020).
+
+    Inputs are (batch, heads, seq, seq) probabilities. When head counts differ, heads are averaged first.
+    `KL(A_t || A_s)` is summed over keys and averaged over heads and unpadded query positions.
+    """
+    if student_attention.shape[1] != teacher_attention.shape[1]:
+        student_attention = student_attention.mean(1, keepdim=True)
+        teacher_attention = teacher_attention.mean(1, keepdim=True)
+    eps = 1e-8
+    t = teacher_attention.float()
+    kl = (t * ((t + eps).log() - (student_attention.float() + eps).log())).sum(-1)  # (batch, heads, seq)
+    return _token_mean(kl.mean(1), attention_mask)
+
+
+HIDDEN_LOSSES = {"mse": hidden_mse_loss, "cosine": hidden_cosine_loss}
+
+
+def get_hidden_loss(name: str):
+    """The hidden-state loss function called `name`; an unknown name lists the valid ones."""
+    if name not in HIDDEN_LOSSES:
+        raise ValueError(f"Unknown hidden_loss {name!r}: expected one of {sorted(HIDDEN_LOSSES)}.")
+    return HIDDEN_LOSSES[name]

@@ -1,0 +1,201 @@
+"""The two jobs the scripts run: fine-tune a classifier, and distill a teacher into a student (with a baseline).
+
+Order matters: arguments, output folder and data are checked before any model is loaded, and models and
+tokenizers are checked against each other before any training step.
+"""
+
+import copy
+import dataclasses
+import logging
+from pathlib import Path
+
+from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, Trainer, set_seed
+
+from .config import DataArguments, DistillationArguments, FinetuneArguments, NlpReuseTrainingArguments
+from .data import describe, load_splits, tokenize_splits
+from .evaluation import compute_metrics, environment, format_table, size_on_disk_mb, torch_latency_ms, write_json
+from .modeling import (
+    check_compatibility, classifier_labels, count_parameters, load_for_finetuning, load_student,
+    load_teacher, load_tokenizer, num_layers, resolve_model_path, student_from_config, student_from_teacher_layers,
+)
+from .trainers import DistillationTrainer
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_output_dir(path: str, overwrite: bool) -> Path:
+    """Refuse to write into a non-empty folder unless asked to, so nothing the user had is lost by accident."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--output_dir {out} is a file: expected a folder (new or empty).")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"--output_dir {out} already exists and is not empty. Choose a new folder, or pass "
+            "--overwrite_output_dir true to write into it (files with the same names are replaced)."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _trainer_args(args: NlpReuseTrainingArguments, output_dir: Path) -> NlpReuseTrainingArguments:
+    """A copy of `args` for one Trainer: its own folder, and Hub pushes left to nlp_reuse.hub (deliverables only)."""
+    trainer_args = copy.copy(args)
+    trainer_args.output_dir = str(output_dir)
+    trainer_args.push_to_hub = False
+    return trainer_args
+
+
+def _weights_size_mb(model: PreTrainedModel, folder: str | Path | None) -> float:
+    if folder is not None and Path(folder).is_dir():
+        try:
+            return size_on_disk_mb(folder)
+        except FileNotFoundError:
+            pass  # a Hub snapshot without local weights: fall back to the in-memory size below
+    return sum(p.numel() * p.element_size() for p in model.state_dict().values()) / 1e6
+
+
+def model_entry(model: PreTrainedModel, test_metrics: dict, folder: str | Path | None, tokenizer,
+                latency_texts: list[str], max_length: int, **extra) -> dict:
+    """One row of the report: size, depth, test metrics and batch-1 CPU latency of `model`."""
+    model = model.to("cpu").eval()
+    return {
+        **extra,
+        "params": count_parameters(model),
+        "num_layers": num_layers(model),
+        "size_mb": round(_weights_size_mb(model, folder), 3),
+        "test": {k: test_metrics[f"test_{k}"] for k in ("accuracy", "macro_f1")},
+        "latency_ms": round(torch_latency_ms(model, tokenizer, latency_texts, max_length), 3),
+    }
+
+
+def _run_args(data_args: DataArguments, args: NlpReuseTrainingArguments) -> dict:
+    # TrainingArguments.to_dict() masks tokens (hub_token -> "<HUB_TOKEN>").
+    return {"data": dataclasses.asdict(data_args), "training": args.to_dict()}
+
+
+def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str = "") -> dict:
+    """Fine-tune `args.model_name_or_path` on the data; save a standard model folder with report.json in it."""
+    out = prepare_output_dir(args.output_dir, args.overwrite_output_dir)
+    splits, labels = load_splits(data_args)
+    tokenizer = load_tokenizer(args.model_name_or_path)
+    set_seed(args.seed)
+    model = load_for_finetuning(args.model_name_or_path, labels)
+    tokenized = tokenize_splits(splits, tokenizer, data_args.max_length)
+
+    trainer = Trainer(
+        model=model, args=_trainer_args(args, out), train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"], processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+    )
+    train_result = trainer.train()
+    trainer.save_model(str(out))
+    validation = trainer.evaluate()
+    test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
+    if not trainer.is_world_process_zero():
+        return {}
+    report = {
+        "task": _task_entry(data_args, labels, splits),
+        "model": model_entry(
+            trainer.model, test, out, tokenizer, splits["test"]["text"][: args.latency_samples],
+            data_args.max_length, name_or_path=args.model_name_or_path, path=".",
+            validation={k: validation[f"eval_{k}"] for k in ("accuracy", "macro_f1")},
+            train_runtime_s=round(train_result.metrics["train_runtime"], 2),
+        ),
+        "finetuning": {"strategy": "full", "num_train_epochs": args.num_train_epochs,
+                       "learning_rate": args.learning_rate, "per_device_train_batch_size":
+                       args.per_device_train_batch_size, "seed": args.seed},
+        "command": command,
+        "environment": environment(),
+    }
+    write_json(out / "report.json", report)
+    write_json(out / "run_args.json", _run_args(data_args, args))
+    print(format_table(report))
+    return report
+
+
+def _task_entry(data_args: DataArguments, labels: list[str], splits) -> dict:
+    return {"dataset": data_args.dataset_name or data_args.train_file, "labels": labels,
+            "text_column": data_args.text_column, **describe(splits)}
+
+
+def build_student(args: DistillationArguments, teacher: PreTrainedModel, teacher_tokenizer, labels: list[str],
+                  **model_kwargs) -> tuple[PreTrainedModel, object]:
+    """The student named by the arguments, and its tokenizer (seeded, so a baseline gets the same init)."""
+    set_seed(args.seed)
+    if args.student_num_layers is not None:
+        return student_from_teacher_layers(teacher, args.student_num_layers), teacher_tokenizer
+    if args.student_config is not None:
+        return student_from_config(teacher, args.student_config), teacher_tokenizer
+    student = load_student(args.student_model_name_or_path, labels, **model_kwargs)
+    student.config.nlp_reuse_init = f"pretrained:{args.student_model_name_or_path}"
+    return student, load_tokenizer(args.student_model_name_or_path)
+
+
+def run_distillation(data_args: DataArguments, args: DistillationArguments, command: str = "") -> dict:
+    """Distill the teacher into the student (and, with --run_baseline, train the student without the teacher).
+
+    Writes RUN/student/ (and RUN/baseline/) model folders and RUN/report.json; returns the report.
+    """
+    out = prepare_output_dir(args.output_dir, args.overwrite_output_dir)
+    teacher_path = resolve_model_path(args.teacher_model_name_or_path)
+    labels = classifier_labels(AutoConfig.from_pretrained(teacher_path))
+    if labels is None:
+        load_teacher(teacher_path)  # raises the "fine-tune it first" error
+    splits, labels = load_splits(data_args, label_names=labels)
+    teacher_tokenizer = load_tokenizer(teacher_path)
+    # Attention maps are only returned by the eager attention implementation.
+    model_kwargs = {"attn_implementation": "eager"} if args.attention_loss_weight > 0 else {}
+    teacher = load_teacher(teacher_path, **model_kwargs)
+    student, student_tokenizer = build_student(args, teacher, teacher_tokenizer, labels, **model_kwargs)
+    check_compatibility(teacher, teacher_tokenizer, student, student_tokenizer)
+    tokenized = tokenize_splits(splits, teacher_tokenizer, data_args.max_length)
+    collator = DataCollatorWithPadding(teacher_tokenizer)
+    common = {"train_dataset": tokenized["train"], "eval_dataset": tokenized["validation"],
+              "processing_class": teacher_tokenizer, "data_collator": collator, "compute_metrics": compute_metrics}
+
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=_trainer_args(args, out / "student"),
+                                  **common)
+    trainer.train()
+    trainer.save_model(str(out / "student"))
+    student_test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
+    teacher_test = Trainer(model=teacher, args=_trainer_args(args, out / "student"), **common).predict(
+        tokenized["test"], metric_key_prefix="test").metrics
+
+    baseline = baseline_test = None
+    if args.run_baseline:
+        baseline, _ = build_student(args, teacher, teacher_tokenizer, labels, **model_kwargs)
+        baseline_trainer = Trainer(model=baseline, args=_trainer_args(args, out / "baseline"), **common)
+        baseline_trainer.train()
+        baseline_trainer.save_model(str(out / "baseline"))
+        baseline_test = baseline_trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
+
+    if not trainer.is_world_process_zero():
+        return {}
+    texts = splits["test"]["text"][: args.latency_samples]
+    entry = {"tokenizer": teacher_tokenizer, "latency_texts": texts, "max_length": data_args.max_length}
+    report = {
+        "task": _task_entry(data_args, labels, splits),
+        "teacher": model_entry(teacher, teacher_test, teacher_path, name_or_path=args.teacher_model_name_or_path,
+                               **entry),
+        "student": model_entry(trainer.model, student_test, out / "student", path="student", **entry),
+    }
+    if baseline is not None:
+        report["baseline"] = model_entry(baseline_trainer.model, baseline_test, out / "baseline", path="baseline",
+                                         **entry)
+    report["retention"] = round(report["student"]["test"]["accuracy"] / report["teacher"]["test"]["accuracy"], 4)
+    report["distillation"] = {
+        "temperature": args.temperature, "alpha": args.alpha, "hidden_loss_weight": args.hidden_loss_weight,
+        "hidden_loss": args.hidden_loss, "attention_loss_weight": args.attention_loss_weight,
+        "layer_map": [list(p) for p in trainer.layer_pairs], "student_init": student.config.nlp_reuse_init,
+        "strategy": "full", "num_train_epochs": args.num_train_epochs, "learning_rate": args.learning_rate,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "world_size": args.world_size, "seed": args.seed,
+    }
+    report["command"] = command
+    report["environment"] = environment()
+    write_json(out / "report.json", report)
+    write_json(out / "run_args.json", _run_args(data_args, args))
+    print(format_table(report))
+    return report
+

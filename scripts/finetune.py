@@ -1,0 +1,25 @@
+#!/usr/bin/env python
+"""Fine-tune a pretrained encoder into a text classifier (usually the teacher for scripts/distill.py).
+
+Examples:
+    python scripts/finetune.py --dataset_name builtin:trec6 --output_dir runs/teacher
+    python scripts/finetune.py --config configs/trec6_teacher.yaml --num_train_epochs 1
+    python scripts/finetune.py --model_name_or_path bert-base-uncased --train_file train.csv \\
+        --text_column sentence --label_column label --output_dir runs/my_teacher
+"""
+
+from nlp_reuse.cli import command_line, make_parser, parse_args
+from nlp_reuse.config import DataArguments, FinetuneArguments
+from nlp_reuse.pipeline import run_finetune
+
+
+def main(argv: list[str] | None = None) -> dict:
+    data_args, finetune_args = parse_args(make_parser((DataArguments, FinetuneArguments), __doc__), argv)
+    report = run_finetune(data_args, finetune_args, command=command_line())
+    if report:
+        print(f"Model folder and report.json written to {finetune_args.output_dir}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
