@@ -1,0 +1,194 @@
+"""Model-folder and ONNX-folder checks, loading and output-folder protection shared by the compression steps.
+
+Every loader here fails before heavy work with a message that says what was expected, what was found, and how to
+fix it. Folders the compression code writes carry a small `compression.json` that records what was applied, so the
+benchmark can label a folder without being told.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+COMPRESSION_INFO_NAME = "compression.json"
+LOW_RANK_INFO_NAME = "low_rank.json"
+# A low-rank folder stores its weights under a name AutoModel does not look for, so a plain
+# from_pretrained fails loudly instead of silently building a randomly initialised dense model.
+LOW_RANK_WEIGHTS_NAME = "low_rank_model.safetensors"
+ONNX_FILE_NAME = "model.onnx"
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model")
+
+
+def format_error(problem: str, expected: str, found: str, fix: str) -> str:
+    """One error message layout for the package: problem, expected, found, how to fix."""
+    return f"{problem}\n  expected: {expected}\n  found:    {found}\n  fix:      {fix}"
+
+
+def _listing(folder: Path, limit: int = 12) -> str:
+    names = sorted(p.name for p in folder.iterdir())
+    shown = ", ".join(names[:limit]) + (f", ... ({len(names)} entries)" if len(names) > limit else "")
+    return shown or "an empty folder"
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    """Validate that `model_dir` is a sequence-classification model folder with a tokenizer; return it as a Path.
+
+    Accepts standard HF folders (config.json + weights + tokenizer) and the low-rank folders written by
+    `nlp_reuse.compress.low_rank.save_low_rank_model`.
+    """
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(format_error(
+            "Model folder not found.", "a folder with config.json, model weights and tokenizer files",
+            f"no folder at {folder}", "pass the path of a model folder (e.g. RUN/student) as --model_dir",
+        ))
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(format_error(
+            f"{folder} is not a Hugging Face model folder.", "config.json in the folder",
+            _listing(folder), "save the model with model.save_pretrained(folder)",
+        ))
+    config = json.loads(config_path.read_text())
+    architectures = config.get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise ValueError(format_error(
+            f"{folder} is not a sequence-classification model.",
+            "config.json architectures like ['BertForSequenceClassification']",
+            f"architectures={architectures}",
+            "fine-tune it first (scripts/finetune.py), or load it with AutoModelForSequenceClassification."
+            "from_pretrained(path, num_labels=N) and save_pretrained() the result",
+        ))
+    weights = [folder / n for n in ("model.safetensors", "pytorch_model.bin", LOW_RANK_WEIGHTS_NAME)]
+    if not any(w.is_file() for w in weights) and not list(folder.glob("model-*.safetensors")):
+        raise FileNotFoundError(format_error(
+            f"{folder} has no model weights.", "model.safetensors (or pytorch_model.bin)",
+            _listing(folder), "save the model with model.save_pretrained(folder)",
+        ))
+    check_tokenizer_files(folder)
+    labels = config.get("id2label") or {}
+    if labels and all(str(v).startswith("LABEL_") for v in labels.values()):
+        logger.warning("%s has generic label names %s; exported artefacts will carry them as they are.",
+                       folder, sorted(labels.values()))
+    return folder
+
+
+def check_tokenizer_files(folder: Path) -> None:
+    """Raise if `folder` holds no tokenizer vocabulary file."""
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        raise FileNotFoundError(format_error(
+            f"No tokenizer in {folder}.", f"one of {list(_TOKENIZER_FILES)} next to config.json",
+            _listing(folder), "save the tokenizer into the same folder: tokenizer.save_pretrained(folder)",
+        ))
+
+
+def load_tokenizer(folder: str | Path):
+    """AutoTokenizer from a local folder, with a clear error when it is missing or unreadable."""
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    check_tokenizer_files(folder)
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise ValueError(format_error(
+            f"The tokenizer in {folder} could not be loaded.", "tokenizer files written by save_pretrained",
+            f"{type(err).__name__}: {err}", "re-save the tokenizer with tokenizer.save_pretrained(folder)",
+        )) from err
+
+
+def load_classifier(model_dir: str | Path):
+    """(model, tokenizer) from a checked model folder; low-rank folders are rebuilt with their thin layers.
+
+    The model is returned in eval mode on CPU.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    folder = check_model_dir(model_dir)
+    tokenizer = load_tokenizer(folder)
+    if (folder / LOW_RANK_INFO_NAME).is_file():
+        from nlp_reuse.compress.low_rank import load_low_rank_model
+
+        model = load_low_rank_model(folder)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+    return model.eval(), tokenizer
+
+
+def prepare_output_dir(path: str | Path, overwrite: bool) -> Path:
+    """Create `path`; refuse to touch an existing non-empty folder unless `overwrite` (then it is emptied)."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(format_error(
+            "Output path is a file.", "a missing or empty folder", f"a file at {folder}",
+            "choose another output folder",
+        ))
+    if folder.is_dir() and any(folder.iterdir()):
+        if not overwrite:
+            raise FileExistsError(format_error(
+                f"Output folder {folder} is not empty; refusing to overwrite it.", "a missing or empty folder",
+                _listing(folder), "pass --overwrite (overwrite=True) or choose another --output_dir",
+            ))
+        logger.warning("Overwriting %s", folder)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def find_onnx_file(folder: str | Path) -> Path:
+    """The single .onnx file of an ONNX folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(format_error(
+            "ONNX folder not found.", "a folder with model.onnx, config.json and tokenizer files",
+            f"no folder at {folder}", "export one with scripts/export.py",
+        ))
+    files = sorted(folder.glob("*.onnx"))
+    if len(files) != 1:
+        raise FileNotFoundError(format_error(
+            f"{folder} is not an ONNX model folder with one model.", "exactly one .onnx file",
+            _listing(folder), "point at the folder written by scripts/export.py (e.g. RUN/onnx_int8)",
+        ))
+    return files[0]
+
+
+def create_ort_session(onnx_path: str | Path, num_threads: int | None = None):
+    """onnxruntime CPU InferenceSession with a fixed thread count; a file that fails to load gets a clear error."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if num_threads is not None:
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises pybind-specific types (InvalidProtobuf, Fail, ...)
+        raise ValueError(format_error(
+            f"onnxruntime could not load {onnx_path}.", "a valid ONNX model file",
+            f"{type(err).__name__}: {str(err)[:300]}", "re-export the folder with scripts/export.py --overwrite",
+        )) from err
+
+
+def weights_size_mb(folder: str | Path) -> float:
+    """Size on disk of the model weights in a folder (ONNX files + external data, or safetensors/bin), in MB.
+
+    Tokenizer and config files are left out: they are the same for every variant of a model.
+    """
+    folder = Path(folder)
+    patterns = ("*.onnx", "*.onnx_data", "*.onnx.data", "*.safetensors", "pytorch_model*.bin")
+    total = sum(p.stat().st_size for pattern in patterns for p in folder.glob(pattern))
+    return total / 1e6
+
+
+def write_compression_info(folder: Path, info: dict[str, Any]) -> None:
+    (folder / COMPRESSION_INFO_NAME).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def read_compression_info(folder: str | Path) -> dict[str, Any]:
+    """The compression.json of a folder, or {} for folders not written by nlp_reuse.compress."""
+    path = Path(folder) / COMPRESSION_INFO_NAME
+    return json.loads(path.read_text()) if path.is_file() else {}

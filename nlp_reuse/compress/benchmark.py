@@ -1,0 +1,345 @@
+"""CPU benchmark of model folders and ONNX folders: accuracy, macro-F1, size, parameters, latency, throughput.
+
+`measure_latency(predict_fn, inputs, batch_size, ...)` is the reusable timing primitive: it knows nothing about
+models, it times calls of `predict_fn` on consecutive batches of `inputs`. Everything else here loads a folder as a
+predictor (PyTorch, pruned, low-rank, ONNX fp32/int8), measures it with a fixed thread count, and writes one table
+as JSON, Markdown and a PNG plot (accuracy vs batch-1 latency, marker area ~ size on disk).
+
+Timings are end to end (tokenization + forward) on the texts given, which is what a deployed classifier pays.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nlp_reuse.compress.artifacts import (
+    LOW_RANK_INFO_NAME,
+    format_error,
+    load_classifier,
+    read_compression_info,
+    weights_size_mb,
+)
+from nlp_reuse.compress.onnx_export import OnnxClassifier
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LatencyStats:
+    """Per-call wall-clock statistics of `measure_latency`."""
+
+    batch_size: int
+    num_calls: int
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+    throughput_per_s: float  # examples per second over the timed calls
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure_latency(predict_fn: Callable[[Sequence], Any], inputs: Sequence, batch_size: int = 1, *,
+                    num_calls: int = 50, warmup_calls: int = 3) -> LatencyStats:
+    """Time `predict_fn(batch)` on `num_calls` consecutive batches of `batch_size` items of `inputs`.
+
+    Batches cycle through `inputs` (wrapping around), so every call sees a full batch; `warmup_calls` untimed
+    calls come first (allocator, thread pool, lazy kernel selection). p50/p95 are per call, throughput is
+    items per second over the timed calls. Set the thread count before calling (see `set_num_threads`).
+    """
+    if not inputs:
+        raise ValueError(format_error("No inputs to time.", "a non-empty sequence", "an empty one",
+                                      "pass the test texts"))
+    if batch_size < 1 or num_calls < 1 or warmup_calls < 0:
+        raise ValueError(format_error("Bad latency settings.", "batch_size >= 1, num_calls >= 1, warmup >= 0",
+                                      f"batch_size={batch_size}, num_calls={num_calls}, warmup={warmup_calls}",
+                                      "use positive counts"))
+    n = len(inputs)
+
+    def batch(i: int) -> list:
+        start = (i * batch_size) % n
+        return [inputs[(start + j) % n] for j in range(batch_size)]
+
+    for i in range(warmup_calls):
+        predict_fn(batch(i))
+    times = []
+    for i in range(num_calls):
+        items = batch(warmup_calls + i)
+        start = time.perf_counter()
+        predict_fn(items)
+        times.append(time.perf_counter() - start)
+    ms = np.asarray(times) * 1000
+    return LatencyStats(batch_size=batch_size, num_calls=num_calls, p50_ms=float(np.percentile(ms, 50)),
+                        p95_ms=float(np.percentile(ms, 95)), mean_ms=float(ms.mean()),
+                        throughput_per_s=float(batch_size * num_calls / sum(times)))
+
+
+def set_num_threads(num_threads: int) -> int:
+    """Fix PyTorch's intra-op thread count (ONNX sessions get theirs in `load_predictor`); returns it."""
+    if num_threads < 1:
+        raise ValueError(format_error("Bad thread count.", "num_threads >= 1", repr(num_threads),
+                                      "pass e.g. --num_threads 2"))
+    torch.set_num_threads(num_threads)
+    return torch.get_num_threads()
+
+
+class TorchClassifier:
+    """Text in, logits out, for a PyTorch model folder (plain, pruned or low-rank)."""
+
+    def __init__(self, model_dir: str | Path, max_length: int = 128):
+        self.folder = Path(model_dir)
+        self.model, self.tokenizer = load_classifier(self.folder)
+        self.config = self.model.config
+        self.max_length = max_length
+
+    @torch.inference_mode()
+    def logits(self, texts: list[str]) -> np.ndarray:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return self.model(**enc).logits.float().numpy()
+
+    __call__ = logits
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def onnx_num_parameters(onnx_path: str | Path) -> int:
+    """Number of stored weight values (all initializers, int8 and fp32 alike) in an ONNX file."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    return int(sum(int(np.prod(init.dims)) for init in model.graph.initializer))
+
+
+def load_predictor(folder: str | Path, num_threads: int | None = None, max_length: int = 128
+                   ) -> TorchClassifier | OnnxClassifier:
+    """An ONNX folder (has a .onnx file) becomes an `OnnxClassifier`, anything else a `TorchClassifier`."""
+    folder = Path(folder)
+    if folder.is_dir() and list(folder.glob("*.onnx")):
+        return OnnxClassifier(folder, num_threads=num_threads, max_length=max_length)
+    return TorchClassifier(folder, max_length=max_length)
+
+
+def describe_variant(folder: str | Path, config=None) -> str:
+    """Human label of a folder from its compression.json and config, e.g. 'ONNX int8 dynamic (pruned 6/24)'."""
+    folder = Path(folder)
+    info = read_compression_info(folder)
+    is_onnx = bool(list(folder.glob("*.onnx")))
+    base = "ONNX" if is_onnx else "PyTorch"
+    precision = info.get("precision", "fp32")
+    label = f"{base} {precision}"
+    if info.get("quantization"):
+        label += f" {info['quantization']}"
+        if info["quantization"] == "static":
+            label += f"/{info.get('calibration_method')}"
+    extras = []
+    pruned = info.get("pruned_heads")
+    if pruned is None and config is not None and getattr(config, "pruned_heads", None):
+        pruned = f"{sum(len(h) for h in config.pruned_heads.values())} heads"
+    if pruned:
+        extras.append(f"pruned {pruned}")
+    if info.get("low_rank") or (folder / LOW_RANK_INFO_NAME).is_file():
+        extras.append(f"low-rank {info.get('low_rank', '')}".strip())
+    if info.get("magnitude_sparsity"):
+        extras.append(f"sparsity {info['magnitude_sparsity']}")
+    if info.get("optimization"):
+        extras.append(info["optimization"])
+    return label + (f" ({', '.join(extras)})" if extras else "")
+
+
+@dataclass
+class BenchmarkRow:
+    """One model variant measured on one labelled test set."""
+
+    name: str
+    path: str
+    variant: str
+    accuracy: float
+    macro_f1: float
+    size_mb: float  # weights on disk (model.onnx / *.safetensors), tokenizer excluded
+    params: int
+    num_layers: int
+    latency_b1_p50_ms: float
+    latency_b1_p95_ms: float
+    throughput_b32_per_s: float
+    num_threads: int
+    num_examples: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def classification_metrics(gold: Sequence[int], predicted: Sequence[int]) -> dict[str, float]:
+    """accuracy and macro-F1 (sklearn, macro over the classes present in gold or predictions)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    return {"accuracy": float(accuracy_score(gold, predicted)),
+            "macro_f1": float(f1_score(gold, predicted, average="macro", zero_division=0))}
+
+
+def benchmark_folder(folder: str | Path, texts: list[str], labels: list, *, name: str | None = None,
+                     num_threads: int = 2, max_length: int = 128, latency_calls: int = 100,
+                     throughput_calls: int = 10, throughput_batch_size: int = 32) -> BenchmarkRow:
+    """Accuracy, macro-F1, size, parameters, batch-1 latency and batch-`throughput_batch_size` throughput."""
+    from nlp_reuse.compress.texts import encode_labels
+
+    folder = Path(folder)
+    set_num_threads(num_threads)
+    predictor = load_predictor(folder, num_threads=num_threads, max_length=max_length)
+    config = predictor.config
+    gold = encode_labels(labels, {str(k): int(v) for k, v in config.label2id.items()})
+    logits = np.concatenate([predictor.logits(texts[s:s + 64]) for s in range(0, len(texts), 64)])
+    metrics = classification_metrics(gold, logits.argmax(-1).tolist())
+    single = measure_latency(predictor.logits, texts, 1, num_calls=latency_calls)
+    batched = measure_latency(predictor.logits, texts, throughput_batch_size, num_calls=throughput_calls,
+                              warmup_calls=1)
+    params = (onnx_num_parameters(predictor.onnx_path) if isinstance(predictor, OnnxClassifier)
+              else predictor.num_parameters())
+    return BenchmarkRow(
+        name=name or folder.name, path=str(folder), variant=describe_variant(folder, config),
+        accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], size_mb=round(weights_size_mb(folder), 3),
+        params=params, num_layers=int(config.num_hidden_layers), latency_b1_p50_ms=single.p50_ms,
+        latency_b1_p95_ms=single.p95_ms, throughput_b32_per_s=batched.throughput_per_s, num_threads=num_threads,
+        num_examples=len(texts),
+    )
+
+
+def run_benchmark(folders: Sequence[str | Path], texts: list[str], labels: list, *,
+                  names: Sequence[str] | None = None, **kwargs) -> list[BenchmarkRow]:
+    """`benchmark_folder` for each folder (kwargs forwarded); every folder is checked before any is timed."""
+    if names is not None and len(names) != len(folders):
+        raise ValueError(format_error("names and folders differ in length.", f"{len(folders)} names",
+                                      f"{len(names)}", "give one name per folder, or none"))
+    for folder in folders:  # fail on a bad folder before minutes of timing the good ones
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(format_error("Benchmark folder not found.", "a model or ONNX folder",
+                                                 f"no folder at {folder}", "check the --models paths"))
+    rows = []
+    for i, folder in enumerate(folders):
+        row = benchmark_folder(folder, texts, labels, name=names[i] if names else None, **kwargs)
+        logger.info("%s: acc %.4f, p50 %.2f ms", row.name, row.accuracy, row.latency_b1_p50_ms)
+        rows.append(row)
+    return rows
+
+
+_COLUMNS = [("name", "model", "{}"), ("variant", "variant", "{}"), ("accuracy", "accuracy", "{:.4f}"),
+            ("macro_f1", "macro-F1", "{:.4f}"), ("size_mb", "size MB", "{:.2f}"), ("params", "params", "{:,}"),
+            ("num_layers", "layers", "{}"), ("latency_b1_p50_ms", "b1 p50 ms", "{:.2f}"),
+            ("latency_b1_p95_ms", "b1 p95 ms", "{:.2f}"), ("throughput_b32_per_s", "b32 ex/s", "{:.1f}")]
+
+
+def format_markdown_table(rows: Sequence[BenchmarkRow]) -> str:
+    """The benchmark rows as one Markdown table."""
+    header = "| " + " | ".join(title for _, title, _ in _COLUMNS) + " |"
+    rule = "|" + "|".join("---" for _ in _COLUMNS) + "|"
+    body = ["| " + " | ".join(fmt.format(getattr(r, key)) for key, _, fmt in _COLUMNS) + " |" for r in rows]
+    return "\n".join([header, rule, *body])
+
+
+def plot_accuracy_vs_latency(rows: Sequence[BenchmarkRow], path: str | Path) -> Path:
+    """PNG scatter: batch-1 p50 latency (x) vs accuracy (y), marker area proportional to size on disk."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    largest = max(r.size_mb for r in rows) or 1.0
+    for r in rows:
+        ax.scatter(r.latency_b1_p50_ms, r.accuracy, s=40 + 800 * r.size_mb / largest, alpha=0.6)
+        ax.annotate(f"{r.name}\n{r.size_mb:.1f} MB", (r.latency_b1_p50_ms, r.accuracy), fontsize=7,
+                    textcoords="offset points", xytext=(6, 6))
+    ax.set_xlabel(f"latency, batch 1, p50 (ms, {rows[0].num_threads} threads)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("accuracy vs CPU latency (marker area ~ size on disk)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def environment_info(num_threads: int) -> dict[str, Any]:
+    import onnxruntime
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__,
+            "num_threads": num_threads, "cpu": platform.processor() or platform.machine()}
+
+
+def write_benchmark(rows: Sequence[BenchmarkRow], output_dir: str | Path, *, extra: dict | None = None
+                    ) -> dict[str, Path]:
+    """Write benchmark.json (rows + environment + `extra`), benchmark.md and benchmark.png into `output_dir`."""
+    if not rows:
+        raise ValueError(format_error("Nothing to write.", "at least one benchmark row", "none",
+                                      "benchmark at least one folder"))
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "benchmark.json", "markdown": out / "benchmark.md", "plot": out / "benchmark.png"}
+    payload = {"rows": [r.to_dict() for r in rows], "environment": environment_info(rows[0].num_threads),
+               **(extra or {})}
+    paths["json"].write_text(json.dumps(payload, indent=2) + "\n")
+    threads = f"CPU, {rows[0].num_threads} threads (torch.set_num_threads and ORT intra_op_num_threads)"
+    paths["markdown"].write_text(f"{format_markdown_table(rows)}\n\n{threads}; {rows[0].num_examples} test texts; "
+                                 "latency is end to end (tokenization + forward).\n")
+    plot_accuracy_vs_latency(rows, paths["plot"])
+    return paths
+
+
+def report_entry(row: BenchmarkRow, name_or_path: str | None = None, path: str | None = None) -> dict[str, Any]:
+    """A row in the run-report schema: {name_or_path, params, num_layers, size_mb, test: {accuracy, macro_f1},
+    latency_ms, path} (latency_ms is batch-1 p50)."""
+    entry = {"name_or_path": name_or_path or row.path, "params": row.params, "num_layers": row.num_layers,
+             "size_mb": row.size_mb, "test": {"accuracy": row.accuracy, "macro_f1": row.macro_f1},
+             "latency_ms": row.latency_b1_p50_ms}
+    if path is not None:
+        entry["path"] = path
+    return entry
+
+
+def speedup_summary(rows: Sequence[BenchmarkRow], reference: str, candidate: str) -> dict[str, float]:
+    """Ratios candidate vs reference (by row name): speed-up at batch 1, size fraction, accuracy difference."""
+    by_name = {r.name: r for r in rows}
+    missing = [n for n in (reference, candidate) if n not in by_name]
+    if missing:
+        raise ValueError(format_error("Row not in the benchmark.", f"names among {sorted(by_name)}", str(missing),
+                                      "pass --compare with names from --names"))
+    ref, cand = by_name[reference], by_name[candidate]
+    return {"speedup_b1_p50": ref.latency_b1_p50_ms / cand.latency_b1_p50_ms,
+            "throughput_ratio_b32": cand.throughput_b32_per_s / ref.throughput_b32_per_s,
+            "size_fraction": cand.size_mb / ref.size_mb if ref.size_mb else float("nan"),
+            "accuracy_diff_points": (cand.accuracy - ref.accuracy) * 100}
+
+
+__all__ = [
+    "BenchmarkRow",
+    "LatencyStats",
+    "TorchClassifier",
+    "benchmark_folder",
+    "classification_metrics",
+    "describe_variant",
+    "environment_info",
+    "format_markdown_table",
+    "load_predictor",
+    "measure_latency",
+    "onnx_num_parameters",
+    "plot_accuracy_vs_latency",
+    "report_entry",
+    "run_benchmark",
+    "set_num_threads",
+    "speedup_summary",
+    "write_benchmark",
+]

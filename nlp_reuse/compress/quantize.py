@@ -1,0 +1,266 @@
+"""int8 quantization of ONNX folders with Optimum's ORTQuantizer, and the accuracy guard that vets the result.
+
+Dynamic quantization stores int8 weights and quantizes activations on the fly (MatMulInteger, DynamicQuantize*);
+static quantization also fixes activation ranges from calibration texts and writes a QDQ graph
+(QuantizeLinear/DequantizeLinear pairs). The quantization config is matched to the CPU's instruction set.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nlp_reuse.compress.artifacts import (
+    ONNX_FILE_NAME,
+    find_onnx_file,
+    format_error,
+    load_tokenizer,
+    prepare_output_dir,
+    read_compression_info,
+    write_compression_info,
+)
+
+logger = logging.getLogger(__name__)
+
+CPU_ISAS = ("avx512_vnni", "avx512", "avx2", "arm64")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+QUANTIZATION_MODES = ("none", "dynamic", "static")
+# Static quantization calibrates only these operators. Optimum's default QDQ list also covers the Sub/Mul/Add that
+# build BERT's additive attention mask, whose -3.4e38 entries overflow the percentile/entropy histograms and would
+# wipe out attention under minmax ranges; the matrix products (and embedding tables) carry the speed and size gains.
+STATIC_OPERATORS = ("MatMul", "Gemm", "Gather")
+
+
+class AccuracyDropWarning(UserWarning):
+    """Emitted when a quantized model loses more accuracy than allowed and the fp32 model is kept instead."""
+
+
+def detect_cpu_isa(cpuinfo_path: str | Path = "/proc/cpuinfo") -> str:
+    """The most capable int8 instruction set of this CPU among CPU_ISAS (arm64, avx512_vnni, avx512, avx2).
+
+    Reads the x86 flags from /proc/cpuinfo; where that is unavailable (macOS, Windows) it falls back to avx2,
+    the config that is correct (if not fastest) on any x86-64 CPU from the last decade.
+    """
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return "arm64"
+    path = Path(cpuinfo_path)
+    if not path.is_file():
+        logger.warning("%s not found; assuming an AVX2 CPU for the quantization config.", path)
+        return "avx2"
+    flags: set[str] = set()
+    for line in path.read_text().splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    if "avx512_vnni" in flags:
+        return "avx512_vnni"
+    if "avx512f" in flags and "avx512bw" in flags:
+        return "avx512"
+    if "avx2" not in flags:
+        logger.warning("CPU reports no AVX2; int8 kernels will be slow. Using the avx2 quantization config.")
+    return "avx2"
+
+
+def quantization_config(is_static: bool, isa: str | None = None, per_channel: bool = True):
+    """Optimum `QuantizationConfig` for the given (or detected) instruction set."""
+    from optimum.onnxruntime import AutoQuantizationConfig
+
+    isa = isa or detect_cpu_isa()
+    if isa not in CPU_ISAS:
+        raise ValueError(format_error("Unknown CPU instruction set for quantization.", f"one of {CPU_ISAS}",
+                                      repr(isa), "leave it unset to detect it, or pass one of the expected values"))
+    factory = getattr(AutoQuantizationConfig, isa)
+    return factory(is_static=is_static, per_channel=per_channel)
+
+
+def _quantize(quantizer, config, output_dir: Path, **kwargs) -> Path:
+    """Run ORTQuantizer.quantize into `output_dir` and name the file model.onnx (one model per folder)."""
+    quantizer.quantize(quantization_config=config, save_dir=output_dir, file_suffix="", **kwargs)
+    written = sorted(output_dir.glob("*.onnx"))
+    if [p.name for p in written] != [ONNX_FILE_NAME]:
+        written[0].rename(output_dir / ONNX_FILE_NAME)
+    return output_dir
+
+
+def quantize_dynamic(onnx_dir: str | Path, output_dir: str | Path, *, isa: str | None = None,
+                     per_channel: bool = True, overwrite: bool = False) -> Path:
+    """int8 dynamic quantization of an ONNX folder (weights int8, activations quantized at run time)."""
+    from optimum.onnxruntime import ORTQuantizer
+
+    source = Path(onnx_dir)
+    onnx_path = find_onnx_file(source)
+    isa = isa or detect_cpu_isa()
+    config = quantization_config(is_static=False, isa=isa, per_channel=per_channel)
+    folder = prepare_output_dir(output_dir, overwrite)
+    _quantize(ORTQuantizer.from_pretrained(source, file_name=onnx_path.name), config, folder)
+    write_compression_info(folder, {**read_compression_info(source), "precision": "int8",
+                                    "quantization": "dynamic", "isa": isa, "per_channel": per_channel})
+    return folder
+
+
+def calibration_config(dataset, method: str, percentile: float = 99.999):
+    """Optimum `CalibrationConfig` for a calibration method name in CALIBRATION_METHODS."""
+    from optimum.onnxruntime import AutoCalibrationConfig
+
+    if method == "minmax":
+        return AutoCalibrationConfig.minmax(dataset)
+    if method == "entropy":
+        return AutoCalibrationConfig.entropy(dataset)
+    if method == "percentile":
+        return AutoCalibrationConfig.percentiles(dataset, percentile=percentile)
+    raise ValueError(format_error("Unknown calibration method.", f"one of {CALIBRATION_METHODS}", repr(method),
+                                  "pass --calibration_method minmax, entropy or percentile"))
+
+
+def _static_preprocessor():
+    """Keep numerically fragile nodes (LayerNorm, GELU, residual Adds, embedding sums, pre-softmax Adds) in fp32,
+    as in Optimum's static-quantization recipe for BERT; the MatMuls carry the speed-up."""
+    from optimum.onnxruntime.preprocessors import QuantizationPreprocessor
+    from optimum.onnxruntime.preprocessors.passes import (
+        ExcludeGeLUNodes,
+        ExcludeLayerNormNodes,
+        ExcludeNodeAfter,
+        ExcludeNodeFollowedBy,
+    )
+
+    preprocessor = QuantizationPreprocessor()
+    preprocessor.register_pass(ExcludeLayerNormNodes())
+    preprocessor.register_pass(ExcludeGeLUNodes())
+    preprocessor.register_pass(ExcludeNodeAfter("Add", "Add"))
+    preprocessor.register_pass(ExcludeNodeAfter("Gather", "Add"))
+    preprocessor.register_pass(ExcludeNodeFollowedBy("Add", "Softmax"))
+    return preprocessor
+
+
+def quantize_static(onnx_dir: str | Path, output_dir: str | Path, calibration_texts: list[str], *,
+                    method: str = "minmax", isa: str | None = None, percentile: float = 99.999,
+                    max_length: int = 128, per_channel: bool = True, overwrite: bool = False) -> Path:
+    """int8 static quantization (QDQ) with activation ranges calibrated on `calibration_texts`."""
+    from datasets import Dataset
+    from optimum.onnxruntime import ORTQuantizer
+
+    if not calibration_texts:
+        raise ValueError(format_error("Static quantization needs calibration texts.", "a non-empty list of texts",
+                                      "an empty list", "pass --train_file (and --calibration_samples > 0)"))
+    if method not in CALIBRATION_METHODS:
+        calibration_config(None, method)  # raises the unknown-method error before any work
+    source = Path(onnx_dir)
+    onnx_path = find_onnx_file(source)
+    isa = isa or detect_cpu_isa()
+    config = quantization_config(is_static=True, isa=isa, per_channel=per_channel)
+    config.operators_to_quantize = list(STATIC_OPERATORS)
+    tokenizer = load_tokenizer(source)
+    quantizer = ORTQuantizer.from_pretrained(source, file_name=onnx_path.name)
+    encoded = tokenizer(list(calibration_texts), truncation=True, max_length=max_length)
+    dataset = quantizer.clean_calibration_dataset(Dataset.from_dict(dict(encoded)))
+    folder = prepare_output_dir(output_dir, overwrite)
+    with tempfile.TemporaryDirectory(prefix="nlp_reuse_calib_") as tmp:
+        ranges = quantizer.fit(dataset=dataset, calibration_config=calibration_config(dataset, method, percentile),
+                               operators_to_quantize=config.operators_to_quantize,
+                               onnx_augmented_model_name=Path(tmp) / "augmented_model.onnx")
+    _quantize(quantizer, config, folder, calibration_tensors_range=ranges, preprocessor=_static_preprocessor())
+    write_compression_info(folder, {**read_compression_info(source), "precision": "int8",
+                                    "quantization": "static", "calibration_method": method,
+                                    "calibration_samples": len(calibration_texts), "isa": isa,
+                                    "per_channel": per_channel})
+    return folder
+
+
+# Operators that only appear in a graph whose MatMul/Gemm weights were quantized to 8 bit.
+_INT8_MATMUL_OPS = ("MatMulInteger", "QLinearMatMul", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+                    "QGemm", "QAttention")
+
+
+def count_quantized_ops(onnx_path: str | Path) -> dict[str, int]:
+    """Count evidence of int8 matrix weights in an ONNX graph.
+
+    Returns counts of the integer MatMul/Gemm operators (`_INT8_MATMUL_OPS`), of DequantizeLinear nodes whose
+    input is an int8/uint8 initializer (QDQ weights), of all 8-bit initializers, and of fp32 MatMul/Gemm nodes
+    whose weight is still a float initializer.
+    """
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    int8_types = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    init_types = {init.name: init.data_type for init in graph.initializer}
+    counts = {op: 0 for op in _INT8_MATMUL_OPS}
+    counts.update(dequantize_int8_weights=0, int8_initializers=0, float_matmul_weights=0)
+    counts["int8_initializers"] = sum(1 for t in init_types.values() if t in int8_types)
+    for node in graph.node:
+        if node.op_type in counts:
+            counts[node.op_type] += 1
+        elif node.op_type == "DequantizeLinear" and init_types.get(node.input[0]) in int8_types:
+            counts["dequantize_int8_weights"] += 1
+        elif node.op_type in ("MatMul", "Gemm") and any(
+                init_types.get(name) == onnx.TensorProto.FLOAT for name in node.input[1:2]):
+            counts["float_matmul_weights"] += 1
+    return counts
+
+
+@dataclass
+class GuardResult:
+    """Outcome of comparing a quantized model with its fp32 reference on labelled validation texts."""
+
+    fp32_accuracy: float
+    quantized_accuracy: float
+    drop_points: float  # (fp32 - quantized) accuracy, in percentage points
+    max_accuracy_drop: float
+    prediction_agreement: float  # fraction of texts where both models predict the same label
+    num_examples: int
+    triggered: bool  # True: the quantized model was rejected
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def accuracy_guard(fp32_dir: str | Path, quantized_dir: str | Path, texts: list[str], labels: list[int], *,
+                   max_accuracy_drop: float = 1.0, max_length: int = 128, batch_size: int = 32) -> GuardResult:
+    """Evaluate both ONNX folders on (texts, labels); trigger when accuracy drops more than `max_accuracy_drop`
+    points. A triggered guard emits an `AccuracyDropWarning`."""
+    from nlp_reuse.compress.onnx_export import OnnxClassifier, onnx_logits
+
+    if len(texts) == 0 or len(texts) != len(labels):
+        raise ValueError(format_error("The accuracy guard needs labelled validation texts.",
+                                      "as many labels as texts, at least one", f"{len(texts)} texts, "
+                                      f"{len(labels)} labels", "pass --validation_file with text and label columns"))
+    gold = np.asarray(labels)
+    fp32_pred = onnx_logits(OnnxClassifier(fp32_dir, max_length=max_length), texts, batch_size).argmax(-1)
+    int8_pred = onnx_logits(OnnxClassifier(quantized_dir, max_length=max_length), texts, batch_size).argmax(-1)
+    fp32_acc = float((fp32_pred == gold).mean())
+    int8_acc = float((int8_pred == gold).mean())
+    drop = (fp32_acc - int8_acc) * 100
+    result = GuardResult(fp32_accuracy=fp32_acc, quantized_accuracy=int8_acc, drop_points=round(drop, 4),
+                         max_accuracy_drop=max_accuracy_drop,
+                         prediction_agreement=float((fp32_pred == int8_pred).mean()), num_examples=len(texts),
+                         triggered=drop > max_accuracy_drop)
+    if result.triggered:
+        warnings.warn(
+            f"ACCURACY GUARD: int8 model {quantized_dir} drops {drop:.2f} accuracy points "
+            f"({fp32_acc:.4f} -> {int8_acc:.4f}) on {len(texts)} validation texts, more than the allowed "
+            f"{max_accuracy_drop}. Keeping the fp32 ONNX model {fp32_dir} as the deliverable.",
+            AccuracyDropWarning, stacklevel=2,
+        )
+    return result
+
+
+__all__ = [
+    "CALIBRATION_METHODS",
+    "CPU_ISAS",
+    "QUANTIZATION_MODES",
+    "AccuracyDropWarning",
+    "GuardResult",
+    "accuracy_guard",
+    "calibration_config",
+    "count_quantized_ops",
+    "detect_cpu_isa",
+    "quantization_config",
+    "quantize_dynamic",
+    "quantize_static",
+]
