@@ -1,0 +1,460 @@
+"""Publishing: model card rendering, the upload folder, loading it back, and pushes to a loopback Hub stand-in."""
+
+import importlib.util
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import build_tiny_bert
+from huggingface_hub import HfApi, ModelCard, constants
+from huggingface_hub.utils import reset_sessions
+from hub_standin import HubStandIn
+
+from nlp_reuse.hub import (
+    BUILTIN_DATASETS, REDACTED, _scrub, default_commit_message, describe_folder, load_run_report, prepare_upload_folder,
+    push_from_training_args, push_to_hub, render_model_card, resolve_base_model,
+)
+
+TOKEN = "hf_nlpReuseStandInToken0123456789abcdef"
+TREC6 = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+REPO = "me/tiny-student"
+ROOT_FILES = {"config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json",
+              "vocab.txt"}
+ONNX_FILES = {"config.json", "model.onnx", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json",
+              "vocab.txt"}
+DELIVERABLES = (ROOT_FILES | {"README.md", "report.json", "run_args.json"} | {f"onnx/{f}" for f in ONNX_FILES}
+                | {f"onnx_int8/{f}" for f in ONNX_FILES - {"model.onnx"} | {"model_quantized.onnx"}})
+
+
+# ------------------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def distill_run(tiny_teacher_dir, tiny_data_dir, tmp_path_factory) -> Path:
+    """A real tiny run of nlp_reuse.pipeline.run_distillation, exported to ONNX (fp32 and int8) like export does,
+    with the clutter a trainer leaves around (checkpoints, training_args.bin) and a token a careless writer left."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from optimum.exporters.onnx import main_export
+
+    from nlp_reuse.config import DataArguments, DistillationArguments
+    from nlp_reuse.pipeline import run_distillation
+
+    root = tmp_path_factory.mktemp("distill_run")
+    teacher = Path(shutil.copytree(tiny_teacher_dir, root / "teacher"))
+    (teacher / "report.json").write_text(json.dumps({"model": {"name_or_path": "builtin:minilm"}}))
+    run = root / "run"
+    data_args = DataArguments(train_file=str(tiny_data_dir / "train.jsonl"),
+                              validation_file=str(tiny_data_dir / "validation.jsonl"),
+                              test_file=str(tiny_data_dir / "test.jsonl"), max_length=32)
+    args = DistillationArguments(output_dir=str(run), teacher_model_name_or_path=str(teacher), student_num_layers=2,
+                                 num_train_epochs=1, per_device_train_batch_size=16, run_baseline=True,
+                                 latency_samples=3, disable_tqdm=True, hub_token=TOKEN, hub_model_id=REPO)
+    run_distillation(data_args, args, command=f"python scripts/distill.py --output_dir {run} --hub_token {TOKEN}")
+
+    main_export(str(run / "student"), run / "onnx", task="text-classification", do_validation=False)
+    shutil.copytree(run / "onnx", run / "onnx_int8", ignore=shutil.ignore_patterns("*.onnx"))
+    quantize_dynamic(run / "onnx" / "model.onnx", run / "onnx_int8" / "model.onnx", weight_type=QuantType.QInt8)
+    report = json.loads((run / "report.json").read_text())
+    # What scripts/export.py adds; the metric values are made distinct from the student's on purpose.
+    report["artefacts"] = {"onnx_int8": {**report["student"], "path": "onnx_int8",
+                                         "size_mb": round((run / "onnx_int8" / "model.onnx").stat().st_size / 1e6, 3),
+                                         "test": {"accuracy": 0.41666666666666663, "macro_f1": 0.3021978021978022},
+                                         "latency_ms": 0.873}}
+    (run / "report.json").write_text(json.dumps(report, indent=2))
+    run_args = json.loads((run / "run_args.json").read_text())
+    run_args["training"]["hub_token"] = TOKEN
+    (run / "run_args.json").write_text(json.dumps(run_args, indent=2))
+    for clutter in (run / "checkpoint-3", run / "student" / "checkpoint-3"):
+        clutter.mkdir()
+        (clutter / "optimizer.pt").write_bytes(b"optimizer state")
+    (run / "student" / "projections.safetensors").write_bytes(b"projection weights")
+    return run
+
+
+@pytest.fixture(scope="session")
+def trec6_run(tiny_tokenizer_dir, tmp_path_factory) -> Path:
+    """A run folder shaped like the builtin:trec6 demo, with a Hub-id teacher, no baseline and no ONNX."""
+    run = tmp_path_factory.mktemp("trec6_run")
+    build_tiny_bert(tiny_tokenizer_dir, run / "student", num_layers=2, labels=TREC6)
+
+    def entry(params, layers, size, acc, f1, latency, **extra):
+        return {**extra, "params": params, "num_layers": layers, "size_mb": size,
+                "test": {"accuracy": acc, "macro_f1": f1}, "latency_ms": latency}
+
+    report = {
+        "task": {"dataset": "builtin:trec6", "labels": TREC6, "text_column": "text", "num_train": 4361,
+                 "num_validation": 545, "num_test": 546},
+        "teacher": entry(22_715_142, 6, 90.867, 0.9597069597069597, 0.9312345678, 9.871,
+                         name_or_path="google-bert/bert-base-uncased"),
+        "student": entry(17_391_750, 3, 69.572, 0.9432234432234432, 0.9123456789, 4.517, path="student"),
+        "retention": 0.9828,
+        "distillation": {"temperature": 2.5, "alpha": 0.7, "hidden_loss_weight": 0.3, "hidden_loss": "mse",
+                         "attention_loss_weight": 0.0, "layer_map": [[1, 2], [2, 4], [3, 6]],
+                         "student_init": "teacher_layers:[0, 2, 4]", "strategy": "full", "num_train_epochs": 4.0,
+                         "learning_rate": 0.0001, "per_device_train_batch_size": 32, "seed": 42},
+        "command": "python scripts/distill.py --config configs/trec6_distill.yaml --teacher_model_name_or_path "
+                   "runs/demo/teacher --output_dir runs/demo/distill",
+        "environment": {"python": "3.11.7", "torch": "2.13.0+cpu", "transformers": "4.57.6", "num_threads": 2},
+    }
+    (run / "report.json").write_text(json.dumps(report, indent=2))
+    (run / "run_args.json").write_text(json.dumps({"training": {"hub_token": None, "seed": 42}}))
+    return run
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """The Hub stand-in on 127.0.0.1, with HF_ENDPOINT and HF_TOKEN pointing at it and online mode on."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    reset_sessions()  # sessions cached while offline mode was on refuse every request
+    with HubStandIn(TOKEN) as server:
+        # What `HF_ENDPOINT=... python ...` gives: huggingface_hub reads the variable once, at import.
+        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+        monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
+        yield server
+    reset_sessions()
+
+
+def split_card(card: str) -> tuple[dict, str]:
+    match = re.match(r"^---\n(.*?)\n---\n(.*)$", card, re.DOTALL)
+    assert match, "card has no front matter"
+    return yaml.safe_load(match.group(1)), match.group(2)
+
+
+def table_rows(body: str) -> dict[str, list[str]]:
+    """Results table: first cell -> the other cells."""
+    section = body.split("## Results")[1].split("## ")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| ")]
+    return {row[0]: row[1:] for row in rows[1:]}
+
+
+def expected_cells(entry: dict, teacher: dict) -> list[str]:
+    def params(n):
+        return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
+
+    return [f"{entry['test']['accuracy']:.4f}", f"{entry['test']['macro_f1']:.4f}", params(entry["params"]),
+            f"{entry['size_mb']:.2f}", f"{entry['latency_ms']:.2f}", f"{teacher['size_mb'] / entry['size_mb']:.1f}x",
+            f"{teacher['latency_ms'] / entry['latency_ms']:.1f}x"]
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def load_push_script():
+    spec = importlib.util.spec_from_file_location("push_script", Path(__file__).parents[1] / "scripts" / "push.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------------------- card
+
+
+def test_card_front_matter_has_hub_keys_and_report_metrics(trec6_run):
+    report = load_run_report(trec6_run)
+    meta, _ = split_card(render_model_card(trec6_run, repo_id="me/bert-tiny-trec6"))
+
+    assert meta["license"] == "apache-2.0" and meta["language"] == "en"
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "text-classification"
+    assert "distillation" in meta["tags"] and "onnx" not in meta["tags"]
+    assert meta["datasets"] == ["CogComp/trec"]  # builtin:trec6 mapped to the Hub's copy of TREC
+    assert meta["base_model"] == "google-bert/bert-base-uncased"
+    (index,) = meta["model-index"]
+    assert index["name"] == "me/bert-tiny-trec6"
+    (result,) = index["results"]
+    assert result["task"]["type"] == "text-classification"
+    assert result["dataset"]["type"] == "CogComp/trec" and result["dataset"]["split"] == "test"
+    metrics = {m["type"]: m["value"] for m in result["metrics"]}
+    assert metrics == {"accuracy": report["student"]["test"]["accuracy"], "f1": report["student"]["test"]["macro_f1"]}
+
+
+def test_card_body_numbers_all_come_from_the_report(trec6_run):
+    report = load_run_report(trec6_run)
+    card = render_model_card(trec6_run, repo_id="me/bert-tiny-trec6")
+    _, body = split_card(card)
+    rows = table_rows(body)
+    assert rows["Teacher (`google-bert/bert-base-uncased`)"] == expected_cells(report["teacher"], report["teacher"])
+    assert rows["**Student (this model)**"] == expected_cells(report["student"], report["teacher"])
+    assert len(rows) == 2  # no baseline, no int8 in this run
+
+    kd = report["distillation"]
+    assert f"temperature {kd['temperature']}; alpha {kd['alpha']}" in body
+    assert "1→2, 2→4, 3→6" in body and f"weight {kd['hidden_loss_weight']}" in body
+    assert f"epochs {kd['num_train_epochs']}, learning rate {kd['learning_rate']}" in body
+    assert "98.3% of the teacher's accuracy" in body  # retention 0.9828
+    assert "\n".join(f"| {i} | {label} |" for i, label in enumerate(TREC6)) in body
+    assert f"```bash\n{report['command']}\n```" in body
+    assert "`builtin:trec6` is the TREC question-classification data" in body
+    assert 'pipeline("text-classification", model="me/bert-tiny-trec6")' in body
+    assert "ORTModelForSequenceClassification" not in body  # no ONNX folder in this run
+
+    # No number is typed by hand: strip the dataset's prose (citations) and code, then every number left is a
+    # formatted report value, a value of the student's config, or a label id.
+    task, teacher, student = report["task"], report["teacher"], report["student"]
+    allowed = {c for row in rows.values() for c in row} | {str(v) for v in task.values() if isinstance(v, int)}
+    allowed |= {str(v) for v in kd.values() if isinstance(v, (int, float))} | {"98.3%", "±0.019"}
+    allowed |= {str(teacher["num_layers"]), str(student["num_layers"]), "22.72M", "17.39M"}
+    allowed |= {str(i) for i in range(len(TREC6))} | {"3.11.7", "2.13.0", "4.57.6"}  # label ids, environment
+    allowed |= {"32", "4"}  # the student config's hidden size and attention heads
+    allowed |= {"10^6", "1", "95%"}  # units and definitions: MB = 10^6 bytes, batch size 1, 95% interval
+    prose = re.sub(r"```.*?```", "", body, flags=re.DOTALL).replace(
+        BUILTIN_DATASETS["builtin:trec6"]["note"], "")
+    numbers = set(re.findall(r"(?<![\w.])±?\d+(?:\.\d+)*(?:[%xMk]|\^\d+)?", prose))
+    assert numbers <= allowed, numbers - allowed
+    # The ±95% interval is derived from the report: 1.96 * sqrt(p (1 - p) / n).
+    acc = student["test"]["accuracy"]
+    assert f"±{1.96 * (acc * (1 - acc) / task['num_test']) ** 0.5:.3f}" == "±0.019"
+
+
+def test_card_of_a_real_run_with_onnx_artefacts(distill_run):
+    report = load_run_report(distill_run)
+    card = render_model_card(distill_run, repo_id=REPO)
+    meta, body = split_card(card)
+    assert "datasets" not in meta  # local jsonl files are not a Hub dataset
+    assert meta["model-index"][0]["results"][0]["dataset"]["type"] == "custom"
+    # The local teacher's own report.json says it was fine-tuned from builtin:minilm.
+    assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "onnx" in meta["tags"]
+    rows = table_rows(body)
+    teacher = report["teacher"]
+    assert rows["Baseline: same shape, fine-tuned without distillation"] == expected_cells(report["baseline"], teacher)
+    int8 = rows["Student, ONNX int8 (dynamic quantization) (`onnx_int8/`)"]
+    assert int8 == expected_cells(report["artefacts"]["onnx_int8"], teacher)
+    assert int8[:2] == ["0.4167", "0.3022"]
+    assert f'ORTModelForSequenceClassification.from_pretrained("{REPO}", subfolder="onnx")\n' in body
+    assert (f'ORTModelForSequenceClassification.from_pretrained("{REPO}", subfolder="onnx_int8", '
+            'file_name="model_quantized.onnx")') in body
+    assert TOKEN not in card
+    assert f"--hub_token {REDACTED}" in body
+    assert ModelCard(card).data.eval_results[0].metric_value == report["student"]["test"]["accuracy"]
+
+
+def test_base_model_resolution(tmp_path):
+    assert resolve_base_model("builtin:minilm") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert resolve_base_model("google-bert/bert-base-uncased") == "google-bert/bert-base-uncased"
+    assert resolve_base_model(str(tmp_path)) is None  # a local folder without a finetune report
+    assert resolve_base_model("/not/here/teacher") is None
+
+
+def test_card_and_folder_errors_say_expected_found_fix(trec6_run, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"found no folder at .*Fix"):
+        render_model_card(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match=r"looks like a model folder"):
+        render_model_card(trec6_run / "student")  # the student folder instead of the run folder
+
+    run = Path(shutil.copytree(trec6_run, tmp_path / "run"))
+    shutil.rmtree(run / "student")
+    with pytest.raises(FileNotFoundError, match=r"Expected the student model folder .*student.*Fix"):
+        prepare_upload_folder(run, tmp_path / "out")
+
+    run = Path(shutil.copytree(trec6_run, tmp_path / "run2"))
+    report = json.loads((run / "report.json").read_text())
+    del report["student"]["latency_ms"]
+    (run / "report.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match=r"'student'.*lacks \['latency_ms'\]"):
+        render_model_card(run)
+
+    report = json.loads((trec6_run / "report.json").read_text())
+    report["task"]["labels"] = list(reversed(TREC6))
+    (run / "report.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match=r"id2label to list report.json task.labels"):
+        render_model_card(run)
+
+
+def test_scrub_redacts_credentials_but_not_special_tokens():
+    value = {"training": {"hub_token": "abc", "push_to_hub_token": None, "pad_token": "[PAD]", "seed": 1,
+                          "nested": [{"api_key": "k"}, f"text with {TOKEN} inside"]},
+             "command": "python x.py --hub_token=hf_abcdefghijklmnopqrstuvwxyz --token secret --tokenizer_name t"}
+    scrubbed = _scrub(value, ["secret-value-123"])
+    assert scrubbed["training"]["hub_token"] == REDACTED and scrubbed["training"]["push_to_hub_token"] is None
+    assert scrubbed["training"]["pad_token"] == "[PAD]" and scrubbed["training"]["seed"] == 1
+    assert scrubbed["training"]["nested"] == [{"api_key": REDACTED}, f"text with {REDACTED} inside"]
+    assert scrubbed["command"] == f"python x.py --hub_token={REDACTED} --token {REDACTED} --tokenizer_name t"
+
+
+# ------------------------------------------------------------------------------------------------- upload folder
+
+
+@pytest.fixture(scope="session")
+def upload_folder(distill_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("upload") / "folder"
+    files = prepare_upload_folder(distill_run, out, repo_id=REPO, token=TOKEN)
+    assert set(files) == DELIVERABLES
+    return out
+
+
+def test_upload_folder_holds_exactly_the_deliverables(distill_run, upload_folder, tmp_path):
+    files = folder_bytes(upload_folder)
+    assert set(files) == DELIVERABLES  # no checkpoint-*, optimizer, training_args.bin, projections, baseline
+    assert files["model.safetensors"] == (distill_run / "student" / "model.safetensors").read_bytes()
+    assert files["onnx/model.onnx"] == (distill_run / "onnx" / "model.onnx").read_bytes()
+    assert files["onnx_int8/model_quantized.onnx"] == (distill_run / "onnx_int8" / "model.onnx").read_bytes()
+    assert files["README.md"].decode() == render_model_card(distill_run, repo_id=REPO)
+    assert not any(TOKEN.encode() in data for data in files.values())
+
+    run_args = json.loads(files["run_args.json"])
+    assert run_args["training"]["hub_token"] == REDACTED
+    assert run_args["training"]["hub_model_id"] == REPO
+    report = json.loads(files["report.json"])
+    original = json.loads((distill_run / "report.json").read_text())
+    assert report["command"] == original["command"].replace(TOKEN, REDACTED)
+    assert {k: v for k, v in report.items() if k != "command"} == {k: v for k, v in original.items() if k != "command"}
+
+    listing = describe_folder(upload_folder)
+    assert f"{len(files)} files)" in listing and "onnx_int8/model_quantized.onnx" in listing
+    with pytest.raises(FileExistsError, match="Expected a new or empty folder"):
+        prepare_upload_folder(distill_run, upload_folder)
+
+
+def test_upload_folder_loads_back_with_transformers_and_optimum(distill_run, upload_folder):
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    labels = load_run_report(distill_run)["task"]["labels"]
+    text = "the movie was really great"
+    tokenizer = AutoTokenizer.from_pretrained(upload_folder)
+    inputs = tokenizer(text, return_tensors="pt")
+    model = AutoModelForSequenceClassification.from_pretrained(upload_folder).eval()
+    original = AutoModelForSequenceClassification.from_pretrained(distill_run / "student").eval()
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        torch.testing.assert_close(logits, original(**inputs).logits)
+    assert [model.config.id2label[i] for i in range(len(labels))] == labels
+
+    (prediction,) = pipeline("text-classification", model=str(upload_folder))(text)
+    assert prediction["label"] in labels
+
+    # As the card's snippets load them (a local clone of the repo stands in for the Hub id).
+    onnx = ORTModelForSequenceClassification.from_pretrained(upload_folder, subfolder="onnx")
+    assert onnx.path == upload_folder / "onnx" / "model.onnx"  # not the int8 file (Optimum matches by prefix)
+    torch.testing.assert_close(torch.as_tensor(onnx(**inputs).logits), logits, atol=1e-5, rtol=1e-4)
+    int8 = ORTModelForSequenceClassification.from_pretrained(upload_folder, subfolder="onnx_int8",
+                                                             file_name="model_quantized.onnx")
+    assert int8.path == upload_folder / "onnx_int8" / "model_quantized.onnx"
+    onnx_tokenizer = AutoTokenizer.from_pretrained(upload_folder, subfolder="onnx_int8")
+    (prediction,) = pipeline("text-classification", model=int8, tokenizer=onnx_tokenizer)(text)
+    assert prediction["label"] in labels
+
+
+# ---------------------------------------------------------------------------------------------------------- push
+
+
+def test_push_uploads_the_dry_run_folder_in_one_commit(distill_run, hub, tmp_path, caplog, capsys):
+    caplog.set_level("DEBUG")
+    url = push_to_hub(distill_run, REPO)
+    assert url == f"{hub.endpoint}/{REPO}"
+
+    dry = push_to_hub(distill_run, REPO, dry_run=tmp_path / "dry")
+    remote = hub.files(REPO)
+    assert remote.pop(".gitattributes")  # the repo's own file, created with it
+    assert remote == folder_bytes(Path(dry))  # same names, same bytes
+
+    initial, pushed = hub.commits(REPO)
+    assert pushed.summary == default_commit_message(load_run_report(distill_run))
+    assert pushed.summary.startswith("Upload 2-layer distilled student (test accuracy ")
+    assert set(pushed.added) == DELIVERABLES and pushed.deleted == []
+
+    paths = [r.path for r in hub.requests]
+    assert paths[0] == "/api/repos/create" and paths[-1] == f"/api/models/{REPO}/commit/main"
+    assert any(p.startswith("/_lfs/") for p in paths)  # weights and ONNX went the LFS way, as on the Hub
+    authorized = [r for r in hub.requests if not r.path.startswith("/_lfs/")]
+    assert authorized and all(r.authorization == f"Bearer {TOKEN}" for r in authorized)
+    assert not any(TOKEN.encode() in data for data in hub.files(REPO).values())
+    assert TOKEN not in caplog.text + "".join(capsys.readouterr())
+
+
+def test_second_push_adds_a_commit_and_deletes_only_with_patterns(distill_run, hub):
+    push_to_hub(distill_run, REPO)
+    api = HfApi(endpoint=hub.endpoint, token=TOKEN)
+    api.upload_file(path_or_fileobj=b"written by someone else\n", path_in_repo="notes/extra.md", repo_id=REPO)
+
+    push_to_hub(distill_run, REPO, commit_message="second push")
+    assert [c.summary for c in hub.commits(REPO)][-1] == "second push"
+    assert len(hub.commits(REPO)) == 4  # init, first push, foreign file, second push
+    assert hub.files(REPO)["notes/extra.md"] == b"written by someone else\n"
+
+    push_to_hub(distill_run, REPO, commit_message="clean notes", delete_patterns=["notes/*"])
+    last = hub.commits(REPO)[-1]
+    assert last.deleted == ["notes/extra.md"]
+    assert set(hub.files(REPO)) == DELIVERABLES | {".gitattributes"}
+
+
+def test_push_to_a_new_branch_of_a_private_repo(distill_run, hub):
+    url = push_to_hub(distill_run, REPO, revision="v1", private=True)
+    assert url == f"{hub.endpoint}/{REPO}/tree/v1"
+    assert hub.repos[REPO].private
+    assert set(hub.files(REPO, "v1")) == DELIVERABLES | {".gitattributes"}
+    assert set(hub.files(REPO, "main")) == {".gitattributes"}
+
+
+def test_push_errors_are_raised_before_any_upload(distill_run, trec6_run, hub, monkeypatch, tmp_path):
+    for bad in ("no-owner", "a/b/c", "me/bad name", "me/double--dash", "/name", ""):
+        with pytest.raises(ValueError, match=r"Expected a Hub repo id OWNER/NAME.*Fix"):
+            push_to_hub(distill_run, bad)
+    with pytest.raises(FileNotFoundError, match=r"report.json"):
+        push_to_hub(tmp_path, REPO)
+    assert hub.requests == []
+
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    with pytest.raises(PermissionError, match=r"found none.*Fix: `hf auth login`, or export HF_TOKEN"):
+        push_to_hub(distill_run, REPO)
+    assert hub.requests == []
+
+    with pytest.raises(PermissionError, match=r"Expected write access to me/tiny-student .* HTTP 401"):
+        push_to_hub(distill_run, REPO, token="hf_wrongTokenWrongTokenWrongToken")
+    assert REPO not in hub.repos
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # set after import: huggingface_hub would not see it
+    with pytest.raises(ValueError, match=r"Expected HF_ENDPOINT to be set before huggingface_hub is imported"):
+        push_to_hub(trec6_run, REPO, token=TOKEN)
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConnectionError, match="HF_HUB_OFFLINE"):
+        push_to_hub(trec6_run, REPO, token=TOKEN)
+    assert len(hub.requests) == 1  # only the refused create with the wrong token
+
+
+def test_push_from_training_args(distill_run, hub, tmp_path):
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", hub_model_id=REPO, hub_token=TOKEN,
+                             hub_private_repo=True)
+    assert push_from_training_args(distill_run, args) == f"{hub.endpoint}/{REPO}"
+    assert hub.repos[REPO].private and "README.md" in hub.files(REPO)
+    with pytest.raises(ValueError, match="Expected --hub_model_id"):
+        push_from_training_args(distill_run, TrainingArguments(output_dir=str(tmp_path), report_to="none"))
+
+
+def test_push_cli(distill_run, hub, tmp_path, capsys):
+    push = load_push_script()
+    assert all(f.metadata.get("help") for f in push.PushArguments.__dataclass_fields__.values())
+
+    push.main(["--model_dir", str(distill_run), "--dry_run", str(tmp_path / "dry")])
+    out = capsys.readouterr().out
+    assert "Dry run, nothing uploaded" in out and "model.safetensors" in out and "onnx_int8/model_quantized" in out
+    assert hub.requests == []
+    assert 'model="path/to/this/folder"' in (tmp_path / "dry" / "README.md").read_text()
+
+    url = push.main(["--model_dir", str(distill_run), "--repo_id", "me/cli-model", "--commit_message", "from cli",
+                     "--private", "true"])
+    assert f"Pushed to {url}" in capsys.readouterr().out
+    assert hub.commits("me/cli-model")[-1].summary == "from cli" and hub.repos["me/cli-model"].private
+
+    push.main(["--model_dir", str(distill_run), "--repo_id", "me/cli-model", "--delete_patterns", "onnx/*",
+               "onnx_int8/*"])
+    assert not any(p.startswith("onnx") for p in hub.commits("me/cli-model")[-1].deleted)  # re-uploaded, kept
+
+    with pytest.raises(ValueError, match="Expected --repo_id"):
+        push.main(["--model_dir", str(distill_run)])
+    with pytest.raises(ValueError, match="OWNER/NAME"):
+        push.main(["--model_dir", str(distill_run), "--repo_id", "bad"])
