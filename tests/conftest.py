@@ -66,7 +66,7 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
 
 
 def build_tiny_bert(tokenizer_dir: Path, out: Path, num_layers: int = 4, hidden: int = 32, heads: int = 4,
-                    labels: list[str] | None = LABELS, seed: int = 0) -> Path:
+                    labels: list[str] | None = LABELS, seed: int = 0, **config_kwargs) -> Path:
     """Save a random BertForSequenceClassification (with its tokenizer) to `out`."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
@@ -76,7 +76,7 @@ def build_tiny_bert(tokenizer_dir: Path, out: Path, num_layers: int = 4, hidden:
         kwargs = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
     config = BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=num_layers,
-        num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=64, **kwargs,
+        num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=64, **kwargs, **config_kwargs,
     )
     torch.manual_seed(seed)
     BertForSequenceClassification(config).save_pretrained(out)

