@@ -38,7 +38,9 @@ CONFIG_AND_TOKENIZER_PATTERNS = (
     "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
     "tokenizer.model",
 )
-ONNX_SIDE_FILE_PATTERNS = ("*.onnx_data", "*.onnx.data", "ort_config.json")
+ONNX_SIDE_FILE_PATTERNS = ("*.onnx_data", "*.onnx.data", "ort_config.json", "compression.json")
+# Run-level JSON records that ship, scrubbed: the run's numbers, its arguments, and the export's numbers.
+RECORD_FILES = ("report.json", "run_args.json", "export_report.json")
 # Run subfolders that ship when they hold one .onnx file, and the name that file gets in the repo. Optimum 2.1 selects
 # a subfolder's file by regex prefix, so `subfolder="onnx"` also matches `onnx_int8/model.onnx` and may load the int8
 # model; giving the int8 file Optimum's own quantized name keeps `model.onnx` unique and both loads unambiguous.
@@ -272,6 +274,12 @@ def _is_hub_id(name: str) -> bool:
     return True
 
 
+def _teacher_report(teacher_name_or_path: str) -> dict:
+    """The report.json scripts/finetune.py left in a local teacher folder, or {} (Hub teacher, or none found)."""
+    path = Path(teacher_name_or_path).expanduser() / "report.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def resolve_base_model(teacher_name_or_path: str) -> str | None:
     """Hub id the teacher derives from: the teacher itself when it is a Hub id or a builtin, else what a local
     teacher folder's report.json (written by scripts/finetune.py) says it was fine-tuned from; None if unknown."""
@@ -281,12 +289,8 @@ def resolve_base_model(teacher_name_or_path: str) -> str | None:
 
     if as_hub_id(teacher_name_or_path):
         return as_hub_id(teacher_name_or_path)
-    teacher_report = Path(teacher_name_or_path).expanduser() / "report.json"
-    if teacher_report.is_file():
-        parent = json.loads(teacher_report.read_text()).get("model", {}).get("name_or_path")
-        if isinstance(parent, str):
-            return as_hub_id(parent)
-    return None
+    parent = _teacher_report(teacher_name_or_path).get("model", {}).get("name_or_path")
+    return as_hub_id(parent) if isinstance(parent, str) else None
 
 
 def describe_dataset(dataset: str) -> dict:
@@ -369,6 +373,7 @@ def _card_context(run_dir: Path, report: dict, repo_id: str | None, base_model: 
             "ci95": f"{ci95:.3f}",
         },
         "retention_pct": f"{100 * report['retention']:.1f}%",
+        "below_teacher": report["retention"] < 1,
         "smaller": _fmt_ratio(teacher["size_mb"], student["size_mb"]),
         "faster": _fmt_ratio(teacher["latency_ms"], student["latency_ms"]),
         "kd": {**kd, "layer_map": ", ".join(f"{s}→{t}" for s, t in kd["layer_map"]) or "none"},
@@ -379,6 +384,7 @@ def _card_context(run_dir: Path, report: dict, repo_id: str | None, base_model: 
             for name in onnx_folders
         ],
         "command": _scrub_text(report["command"], []),
+        "teacher_command": _scrub_text(_teacher_report(teacher_name).get("command", ""), []),
         "environment": ", ".join(f"{key} {value}" for key, value in report.get("environment", {}).items()),
     }
 
@@ -463,8 +469,8 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: 
                           token: str | None = None, **card_kwargs: Any) -> list[str]:
     """Write exactly what a push uploads into ``out_dir`` (must be new or empty); return its relative file paths.
 
-    Layout: the student's model and tokenizer files at the root, README.md (the card), report.json and
-    run_args.json (credentials redacted), and ``onnx/`` (model.onnx) / ``onnx_int8/`` (model_quantized.onnx), each
+    Layout: the student's model and tokenizer files at the root, README.md (the card), report.json, run_args.json
+    and export_report.json when present (credentials redacted), and ``onnx/`` (model.onnx) / ``onnx_int8/`` (model_quantized.onnx), each
     with config and tokenizer, when the run has them. ``token`` (plus HF_TOKEN and the saved login) is what the final check makes sure is nowhere inside.
     ``card_kwargs`` go to :func:`render_model_card` (license, language, base_model, template_path).
     """
@@ -489,11 +495,10 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: 
         _copy_matching(run_dir / name, out_dir / name, ONNX_SIDE_FILE_PATTERNS + CONFIG_AND_TOKENIZER_PATTERNS,
                        renames={onnx_file.name: ONNX_SUBFOLDERS[name]})
     (out_dir / "README.md").write_text(_scrub_text(card, secrets))
-    (out_dir / "report.json").write_text(json.dumps(_scrub(report, secrets), indent=2, ensure_ascii=False) + "\n")
-    run_args_path = run_dir / "run_args.json"
-    if run_args_path.is_file():
-        run_args = _scrub(json.loads(run_args_path.read_text()), secrets)
-        (out_dir / "run_args.json").write_text(json.dumps(run_args, indent=2, ensure_ascii=False) + "\n")
+    for name in RECORD_FILES:
+        if (run_dir / name).is_file():
+            record = _scrub(json.loads((run_dir / name).read_text()), secrets)
+            (out_dir / name).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     _assert_no_secret(out_dir, secrets)
     return sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
 
