@@ -67,6 +67,26 @@ def _config_path(args: list[str]) -> str | None:
     return known.config
 
 
-def command_line() -> str:
-    """The command that reproduces this run, for reports and model cards."""
-    return " ".join(["python", *map(shlex.quote, sys.argv)])
+def command_line(script: str, argv: list[str] | None = None) -> str:
+    """The command that reproduces this run, for reports and model cards (`argv` defaults to sys.argv[1:])."""
+    path = Path(script).resolve()
+    try:
+        path = path.relative_to(Path.cwd())
+    except ValueError:
+        pass  # run from elsewhere: keep the absolute path
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join(["python", str(path), *map(shlex.quote, redact_secrets(args))])
+
+
+def redact_secrets(args: list[str]) -> list[str]:
+    """Replace the values of token flags (--hub_token X, --hub_token=X) so they never reach a report or card."""
+    out = []
+    for i, arg in enumerate(args):
+        flag, eq, _ = arg.partition("=")
+        if flag.startswith("--") and "token" in flag and eq:
+            out.append(f"{flag}=<redacted>")
+        elif i > 0 and args[i - 1].startswith("--") and "token" in args[i - 1] and "=" not in args[i - 1]:
+            out.append("<redacted>")
+        else:
+            out.append(arg)
+    return out

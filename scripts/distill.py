@@ -18,7 +18,7 @@ from nlp_reuse.pipeline import run_distillation
 
 def main(argv: list[str] | None = None) -> dict:
     data_args, distill_args = parse_args(make_parser((DataArguments, DistillationArguments), __doc__), argv)
-    report = run_distillation(data_args, distill_args, command=command_line())
+    report = run_distillation(data_args, distill_args, command=command_line(__file__, argv))
     if report:
         print(f"Student, report.json and run_args.json written to {distill_args.output_dir}")
     return report

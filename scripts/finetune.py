@@ -15,7 +15,7 @@ from nlp_reuse.pipeline import run_finetune
 
 def main(argv: list[str] | None = None) -> dict:
     data_args, finetune_args = parse_args(make_parser((DataArguments, FinetuneArguments), __doc__), argv)
-    report = run_finetune(data_args, finetune_args, command=command_line())
+    report = run_finetune(data_args, finetune_args, command=command_line(__file__, argv))
     if report:
         print(f"Model folder and report.json written to {finetune_args.output_dir}")
     return report

@@ -1,0 +1,97 @@
+"""Argument parsing: YAML defaults, command-line overrides, unknown keys, range checks, --help."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nlp_reuse.cli import ConfigError, make_parser, parse_args
+from nlp_reuse.config import DataArguments, DistillationArguments, FinetuneArguments
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse(argv):
+    return parse_args(make_parser((DataArguments, DistillationArguments), "test"), argv)
+
+
+def write_yaml(tmp_path, text):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_yaml_gives_defaults_and_cli_overrides(tmp_path):
+    cfg = write_yaml(tmp_path, "dataset_name: builtin:trec6\nteacher_model_name_or_path: runs/t\n"
+                               "student_num_layers: 3\ntemperature: 4.0\nalpha: 0.9\nlearning_rate: 1.0e-4\n"
+                               f"output_dir: {tmp_path / 'out'}\nrun_baseline: true\n")
+    data, distill = parse(["--config", cfg, "--alpha", "0.2"])
+    assert data.dataset_name == "builtin:trec6"
+    assert distill.temperature == 4.0 and distill.alpha == 0.2  # YAML value, then CLI override
+    assert distill.learning_rate == pytest.approx(1e-4) and distill.run_baseline is True
+    assert distill.teacher_model_name_or_path == "runs/t"
+
+
+def test_unknown_yaml_key_is_an_error_with_a_suggestion(tmp_path):
+    cfg = write_yaml(tmp_path, "dataset_name: builtin:trec6\ntemprature: 2.0\n")
+    with pytest.raises(ConfigError, match=r"Unknown key\(s\) in --config .*'temprature' \(did you mean temperature\?\)"):
+        parse(["--config", cfg])
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"--config .*nope.yaml does not exist"):
+        parse(["--config", str(tmp_path / "nope.yaml")])
+
+
+def test_unknown_cli_flag_is_an_error(tmp_path):
+    with pytest.raises(SystemExit, match="unrecognized arguments: --temprature"):
+        parse(["--dataset_name", "builtin:trec6", "--teacher_model_name_or_path", "t", "--student_num_layers", "2",
+               "--output_dir", str(tmp_path), "--temprature", "2"])
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--alpha", "1.5"], r"--alpha must be in \[0.0, 1.0\], got 1.5"),
+    (["--temperature", "0"], r"--temperature must be > 0, got 0.0"),
+    (["--student_config", '{"hidden_size": 16}'], r"exactly one student source.*'student_num_layers', 'student_config'"),
+    (["--hidden_loss", "l1"], r"Unknown hidden_loss 'l1'"),
+    (["--hidden_loss_weight", "-1"], r"--hidden_loss_weight must be >= 0"),
+])
+def test_range_checks(tmp_path, extra, message):
+    base = ["--dataset_name", "builtin:trec6", "--teacher_model_name_or_path", "t", "--student_num_layers", "2",
+            "--output_dir", str(tmp_path)]
+    with pytest.raises(ValueError, match=message):
+        parse(base + extra)
+
+
+def test_student_config_json_and_required_teacher(tmp_path):
+    _, distill = parse(["--dataset_name", "builtin:trec6", "--teacher_model_name_or_path", "t", "--output_dir",
+                        str(tmp_path), "--student_config", '{"num_hidden_layers": 2, "hidden_size": 64}'])
+    assert distill.student_config == {"num_hidden_layers": 2, "hidden_size": 64}
+    with pytest.raises(ValueError, match="--teacher_model_name_or_path is required"):
+        parse(["--dataset_name", "builtin:trec6", "--student_num_layers", "2", "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="--output_dir is required"):
+        parse_args(make_parser((DataArguments, FinetuneArguments), "t"), ["--dataset_name", "builtin:trec6"])
+
+
+def test_shipped_configs_parse(tmp_path):
+    _, distill = parse(["--config", str(ROOT / "configs/trec6_distill.yaml"), "--teacher_model_name_or_path", "t",
+                        "--output_dir", str(tmp_path)])
+    assert distill.student_num_layers == 3 and distill.run_baseline
+    parse_args(make_parser((DataArguments, FinetuneArguments), "t"),
+               ["--config", str(ROOT / "configs/trec6_teacher.yaml"), "--output_dir", str(tmp_path)])
+    # The GPU configs ask for bf16, which TrainingArguments refuses on a CPU-only machine: parse them without it.
+    _, gpu = parse(["--config", str(ROOT / "configs/bert_base_gpu_distill.yaml"), "--teacher_model_name_or_path", "t",
+                    "--output_dir", str(tmp_path), "--bf16", "false"])
+    assert gpu.student_num_layers == 6 and gpu.hidden_loss_weight == 1.0
+    _, gpu_teacher = parse_args(make_parser((DataArguments, FinetuneArguments), "t"),
+                                ["--config", str(ROOT / "configs/bert_base_gpu_teacher.yaml"),
+                                 "--output_dir", str(tmp_path), "--bf16", "false"])
+    assert gpu_teacher.model_name_or_path == "bert-base-uncased"
+
+
+def test_help_explains_the_flags():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts/distill.py"), "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "--temperature" in out and "Softmax temperature T" in out and "--config" in out
+    assert "accelerate launch scripts/distill.py" in out

@@ -1,0 +1,121 @@
+"""End to end on tiny models: scripts/finetune.py then scripts/distill.py, their folders and report.json."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from conftest import build_tiny_bert
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import distill  # noqa: E402
+import finetune  # noqa: E402
+
+FAST = ["--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--latency_samples", "3",
+        "--disable_tqdm", "true", "--max_length", "16"]
+
+
+def data_flags(data_dir):
+    return ["--train_file", str(data_dir / "train.jsonl"), "--validation_file", str(data_dir / "validation.jsonl"),
+            "--test_file", str(data_dir / "test.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def finetuned(tiny_data_dir, tiny_tokenizer_dir, tmp_path_factory):
+    """A tiny untuned encoder (generic labels) fine-tuned by scripts/finetune.py: the teacher of the tests."""
+    base = build_tiny_bert(tiny_tokenizer_dir, tmp_path_factory.mktemp("base"), labels=None)
+    out = tmp_path_factory.mktemp("ft") / "teacher"
+    report = finetune.main(["--model_name_or_path", str(base), "--output_dir", str(out), *data_flags(tiny_data_dir),
+                            *FAST])
+    return out, report
+
+
+def test_finetune_writes_a_standard_model_folder(finetuned):
+    out, report = finetuned
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    AutoTokenizer.from_pretrained(out)
+    assert (out / "model.safetensors").is_file()
+    assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
+    saved = json.loads((out / "report.json").read_text())
+    assert saved == report
+    assert saved["task"]["labels"] == ["negative", "neutral", "positive"]
+    assert saved["model"]["num_layers"] == 4 and saved["model"]["params"] == model.num_parameters()
+    assert set(saved["model"]["test"]) == {"accuracy", "macro_f1"}
+    assert "scripts/finetune.py" in saved["command"]
+
+
+@pytest.fixture(scope="module")
+def distilled(finetuned, tiny_data_dir, tmp_path_factory):
+    teacher, _ = finetuned
+    out = tmp_path_factory.mktemp("distill") / "run"
+    report = distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(out),
+                           "--student_config", '{"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2, '
+                                               '"intermediate_size": 32}',
+                           "--hidden_loss_weight", "1.0", "--run_baseline", "true", "--hub_token", "hf_SECRET123",
+                           *data_flags(tiny_data_dir), *FAST])
+    return out, report
+
+
+def test_distill_report_has_every_field(distilled):
+    out, report = distilled
+    assert json.loads((out / "report.json").read_text()) == report
+    for name in ("teacher", "student", "baseline"):
+        entry = report[name]
+        assert set(entry) >= {"params", "num_layers", "size_mb", "test", "latency_ms"}
+        assert set(entry["test"]) == {"accuracy", "macro_f1"}
+        assert entry["latency_ms"] > 0 and entry["size_mb"] > 0
+    assert report["teacher"]["num_layers"] == 4 and report["student"]["num_layers"] == 2
+    assert report["student"]["params"] < report["teacher"]["params"]
+    assert report["retention"] == pytest.approx(
+        report["student"]["test"]["accuracy"] / report["teacher"]["test"]["accuracy"], abs=1e-4)
+    assert report["distillation"]["layer_map"] == [[1, 2], [2, 4]]
+    assert report["distillation"]["student_init"].startswith("random:")
+
+
+def test_distill_folders_load_and_hold_no_projection(distilled):
+    out, report = distilled
+    for name in ("student", "baseline"):
+        model = AutoModelForSequenceClassification.from_pretrained(out / name)
+        assert model.config.hidden_size == 16
+        assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
+        keys = load_file(str(out / name / "model.safetensors")).keys()
+        assert not any("proj" in k for k in keys)
+        assert model.num_parameters() == report[name]["params"]
+
+
+def test_token_is_not_written(distilled):
+    out, _ = distilled
+    for path in out.rglob("*.json"):
+        assert "hf_SECRET123" not in path.read_text(), path
+
+
+def test_refuses_non_empty_output_dir_and_keeps_its_files(finetuned, tiny_data_dir, tmp_path):
+    teacher, _ = finetuned
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="already exists and is not empty.*--overwrite_output_dir true"):
+        distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(tmp_path),
+                      "--student_num_layers", "2", *data_flags(tiny_data_dir), *FAST])
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_bad_data_fails_before_training(finetuned, tiny_data_dir, tmp_path):
+    from nlp_reuse.data import DataError
+
+    teacher, _ = finetuned
+    with pytest.raises(DataError, match="no column 'sentence'"):
+        distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "o"),
+                      "--student_num_layers", "2", "--text_column", "sentence", *data_flags(tiny_data_dir), *FAST])
+    assert not (tmp_path / "o" / "student").exists()
+
+
+def test_teacher_with_other_labels_is_refused(tiny_tokenizer_dir, tiny_data_dir, tmp_path):
+    from nlp_reuse.data import DataError
+
+    teacher = build_tiny_bert(tiny_tokenizer_dir, tmp_path / "spam_teacher", labels=["ham", "spam"])
+    with pytest.raises(DataError, match=r"model's labels \['ham', 'spam'\] differ from the data's labels"):
+        distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "o"),
+                      "--student_num_layers", "2", *data_flags(tiny_data_dir), *FAST])
