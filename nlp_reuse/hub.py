@@ -360,7 +360,8 @@ def _card_context(run_dir: Path, report: dict, repo_id: str | None, base_model: 
         "task": task,
         "dataset": dataset,
         "labels": [{"id": i, "label": id2label[i]} for i in sorted(id2label)],
-        "teacher": {"name": teacher_name, "num_layers": teacher["num_layers"], "params": _fmt_params(teacher["params"])},
+        "teacher": {"name": teacher_name, "num_layers": teacher["num_layers"],
+                    "params": _fmt_params(teacher["params"])},
         "base_model": base_model,
         "student": {
             "model_type": student_config.model_type,
@@ -469,9 +470,10 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: 
                           token: str | None = None, **card_kwargs: Any) -> list[str]:
     """Write exactly what a push uploads into ``out_dir`` (must be new or empty); return its relative file paths.
 
-    Layout: the student's model and tokenizer files at the root, README.md (the card), report.json, run_args.json
-    and export_report.json when present (credentials redacted), and ``onnx/`` (model.onnx) / ``onnx_int8/`` (model_quantized.onnx), each
-    with config and tokenizer, when the run has them. ``token`` (plus HF_TOKEN and the saved login) is what the final check makes sure is nowhere inside.
+    Layout: the student's model and tokenizer files at the root; README.md (the card); report.json, run_args.json
+    and export_report.json when present (credentials redacted); ``onnx/`` (model.onnx) and ``onnx_int8/``
+    (model_quantized.onnx), each with config and tokenizer, when the run has them. The final check makes sure
+    ``token`` (and HF_TOKEN, and the saved login) is nowhere inside.
     ``card_kwargs`` go to :func:`render_model_card` (license, language, base_model, template_path).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -585,8 +587,8 @@ def push_to_hub(run_dir: str | Path, repo_id: str, *, private: bool = False, rev
 
     Creates the repo when missing (``private`` applies then only) and the branch ``revision`` when missing. Remote
     files are never deleted unless they match ``delete_patterns`` (``.gitattributes`` is always kept). The token is
-    ``token``, else HF_TOKEN, else the saved login; the endpoint is HF_ENDPOINT (set before Python starts). With ``dry_run`` the
-    upload folder is written there and nothing is sent.
+    ``token``, else HF_TOKEN, else the saved login; the endpoint is HF_ENDPOINT (set before Python starts). With
+    ``dry_run`` the upload folder is written there and nothing is sent.
     """
     check_repo_id(repo_id)
     run_dir = Path(run_dir)

@@ -37,7 +37,8 @@ class PushArguments:
                           "no remote file is deleted."},
     )
     dry_run: str | None = field(
-        default=None, metadata={"help": "Write exactly the folder that would be uploaded to this new path; send nothing."}
+        default=None,
+        metadata={"help": "Write exactly the folder that would be uploaded to this new path; send nothing."},
     )
     license: str = field(default="apache-2.0", metadata={"help": "Model card license (a Hub license identifier)."})
     language: str = field(default="en", metadata={"help": "Model card language (ISO 639-1 code)."})

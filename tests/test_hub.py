@@ -2,8 +2,11 @@
 
 import importlib.util
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -462,3 +465,16 @@ def test_push_cli(distill_run, hub, tmp_path, capsys):
         push.main(["--model_dir", str(distill_run)])
     with pytest.raises(ValueError, match="OWNER/NAME"):
         push.main(["--model_dir", str(distill_run), "--repo_id", "bad"])
+
+
+def test_push_script_in_a_fresh_process_reads_endpoint_and_token_from_the_environment(distill_run, hub):
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0"}
+    env.pop("TRANSFORMERS_OFFLINE", None)
+    script = Path(__file__).parents[1] / "scripts" / "push.py"
+    done = subprocess.run([sys.executable, str(script), "--model_dir", str(distill_run), "--repo_id", "me/from-cli"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"Pushed to {hub.endpoint}/me/from-cli" in done.stdout
+    assert f"Uploading {len(DELIVERABLES)} files to {hub.endpoint}/me/from-cli" in done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    assert set(hub.files("me/from-cli")) == DELIVERABLES | {".gitattributes"}
