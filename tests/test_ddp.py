@@ -1,0 +1,50 @@
+"""Two-process CPU data parallel (gloo) through `accelerate launch`: both ranks must end with identical weights."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def accelerate_launch(script: Path, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    # --cpu --num_processes 2 would start ONE process; --multi_gpu with use_cpu starts two gloo processes on CPU.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+           str(script), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_two_process_cpu_ddp_gives_identical_weights(tiny_teacher_dir, tiny_data_dir, tmp_path):
+    proc = accelerate_launch(ROOT / "tests" / "ddp_worker.py", str(tiny_teacher_dir), str(tiny_data_dir),
+                             str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(i["world_size"] == 2 and i["distributed_type"] == "DistributedType.MULTI_CPU" for i in info)
+    assert all(i["global_step"] == 4 for i in info)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert rank0.keys() == rank1.keys() and any(k.startswith("projector.") for k in rank0)
+    for key in rank0:
+        torch.testing.assert_close(rank0[key], rank1[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_distill_script_under_accelerate_launch(tiny_teacher_dir, tiny_data_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = accelerate_launch(
+        ROOT / "scripts" / "distill.py", "--teacher_model_name_or_path", str(tiny_teacher_dir),
+        "--train_file", str(tiny_data_dir / "train.jsonl"), "--test_file", str(tiny_data_dir / "test.jsonl"),
+        "--student_num_layers", "2", "--num_train_epochs", "1", "--per_device_train_batch_size", "4",
+        "--use_cpu", "true", "--ddp_find_unused_parameters", "false", "--latency_samples", "2",
+        "--output_dir", str(out), "--disable_tqdm", "true",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["distillation"]["world_size"] == 2
+    assert report["student"]["num_layers"] == 2
+    assert (out / "student" / "model.safetensors").is_file()
+    assert proc.stdout.count("retention (student / teacher accuracy)") == 1  # the report is printed by rank 0 only
