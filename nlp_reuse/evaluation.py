@@ -128,3 +128,39 @@ def format_table(report: dict) -> str:
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(statistics.mean(values)), float(statistics.stdev(values)) if len(values) > 1 else 0.0
+
+
+def summarize_seeds(reports: dict[int, dict]) -> dict:
+    """Mean and spread over seeds of the test accuracy / macro-F1 of each model, and of the retention."""
+    names = [n for n in MODEL_ROWS if all(n in r for r in reports.values())]
+    summary = {"seeds": sorted(reports), "models": {}}
+    for name in names:
+        summary["models"][name] = {
+            metric: dict(zip(("mean", "std"), mean_std([r[name]["test"][metric] for r in reports.values()])))
+            for metric in ("accuracy", "macro_f1")
+        }
+    summary["retention"] = dict(zip(("mean", "std"), mean_std([r["retention"] for r in reports.values()])))
+    if "baseline" in names:
+        gains = [r["student"]["test"]["accuracy"] - r["baseline"]["test"]["accuracy"] for r in reports.values()]
+        summary["kd_gain_over_baseline"] = dict(zip(("mean", "std"), mean_std(gains)))
+        summary["kd_ahead_in_seeds"] = sum(g > 0 for g in gains)
+    return summary
+
+
+def format_seed_table(reports: dict[int, dict], summary: dict) -> str:
+    """Per-seed accuracies, then mean ± std, as a Markdown table."""
+    names = list(summary["models"])
+    lines = ["| seed | " + " | ".join(f"{n} acc" for n in names) + " | retention |",
+             "|---|" + "---|" * (len(names) + 1)]
+    for seed in summary["seeds"]:
+        r = reports[seed]
+        lines.append(f"| {seed} | " + " | ".join(f"{r[n]['test']['accuracy']:.4f}" for n in names)
+                     + f" | {r['retention']:.4f} |")
+    lines.append("| mean ± std | " + " | ".join(
+        f"{summary['models'][n]['accuracy']['mean']:.4f} ± {summary['models'][n]['accuracy']['std']:.4f}"
+        for n in names) + f" | {summary['retention']['mean']:.4f} ± {summary['retention']['std']:.4f} |")
+    if "kd_gain_over_baseline" in summary:
+        gain = summary["kd_gain_over_baseline"]
+        lines.append(f"\nKD student - baseline accuracy: {gain['mean'] * 100:+.2f} ± {gain['std'] * 100:.2f} points; "
+                     f"KD ahead in {summary['kd_ahead_in_seeds']} of {len(summary['seeds'])} seeds.")
+    return "\n".join(lines)

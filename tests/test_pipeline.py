@@ -119,3 +119,18 @@ def test_teacher_with_other_labels_is_refused(tiny_tokenizer_dir, tiny_data_dir,
     with pytest.raises(DataError, match=r"model's labels \['ham', 'spam'\] differ from the data's labels"):
         distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "o"),
                       "--student_num_layers", "2", *data_flags(tiny_data_dir), *FAST])
+
+
+def test_seed_benchmark_runs_each_seed_with_baseline(finetuned, tiny_data_dir, tmp_path):
+    import benchmark_distill
+
+    teacher, _ = finetuned
+    summary = benchmark_distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir",
+                                      str(tmp_path / "seeds"), "--student_num_layers", "2", "--seeds", "3,4",
+                                      *data_flags(tiny_data_dir), *FAST])
+    assert summary["seeds"] == [3, 4]
+    assert set(summary["models"]) == {"teacher", "student", "baseline"}
+    for seed in (3, 4):
+        report = json.loads((tmp_path / "seeds" / f"seed{seed}" / "report.json").read_text())
+        assert report["distillation"]["seed"] == seed and "baseline" in report
+    assert "mean ± std" in (tmp_path / "seeds" / "seeds_summary.md").read_text()
