@@ -1,8 +1,8 @@
 """Compression and deployment: ONNX export, int8 quantization with an accuracy guard, head / magnitude pruning,
 low-rank factorization, and the CPU benchmark that measures every variant.
 
-Import what you need from here; `export_model` runs the whole chain and `run_benchmark` / `measure_latency`
-measure the results.
+Import what you need from here; `export_model` runs the whole chain and `run_benchmark` measures the results
+(timing with `nlp_reuse.evaluation.measure_latency`).
 """
 
 from nlp_reuse.compress.artifacts import (
@@ -15,10 +15,8 @@ from nlp_reuse.compress.artifacts import (
 )
 from nlp_reuse.compress.benchmark import (
     BenchmarkRow,
-    LatencyStats,
     benchmark_folder,
     load_predictor,
-    measure_latency,
     report_entry,
     run_benchmark,
     set_num_threads,
@@ -48,7 +46,6 @@ __all__ = [
     "BenchmarkRow",
     "ExportResult",
     "GuardResult",
-    "LatencyStats",
     "LowRankLinear",
     "OnnxClassifier",
     "accuracy_guard",
@@ -67,7 +64,6 @@ __all__ = [
     "load_predictor",
     "load_tokenizer",
     "magnitude_prune",
-    "measure_latency",
     "optimize_onnx",
     "prepare_output_dir",
     "prune_heads_by_importance",

@@ -1,5 +1,6 @@
-"""Argument dataclasses of scripts/export.py and scripts/benchmark.py (HfArgumentParser), range-checked in
-__post_init__ so a bad value fails before any model is loaded."""
+"""Argument dataclasses of scripts/export.py and scripts/benchmark.py, range-checked in __post_init__ so a bad value
+fails before any model is loaded. The scripts parse them together with `nlp_reuse.config.DataArguments` (where the
+texts come from: --dataset_name builtin:trec6 or --train_file/--validation_file/--test_file)."""
 
 from __future__ import annotations
 
@@ -20,21 +21,7 @@ def _fraction(name: str, value: float, low_open: bool = False, high_open: bool =
 
 
 @dataclass
-class DataFileArguments:
-    """Local labelled files (csv/jsonl); a stand-in until nlp_reuse.data provides the project's loader."""
-
-    text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
-    label_column: str = field(default="label", metadata={"help": "Column holding the label (name or id)."})
-    max_length: int = field(default=128, metadata={"help": "Tokenizer truncation length for every step."})
-
-    def __post_init__(self):
-        if self.max_length < 8:
-            raise ValueError(format_error("--max_length too small.", ">= 8 tokens", repr(self.max_length),
-                                          "pass e.g. --max_length 128"))
-
-
-@dataclass
-class ExportArguments(DataFileArguments):
+class ExportArguments:
     """scripts/export.py: model folder -> (pruned / low-rank) -> ONNX -> optimized -> int8, with an accuracy guard."""
 
     model_dir: str = field(default=None, metadata={"help": "Sequence-classification model folder to export "
@@ -43,7 +30,8 @@ class ExportArguments(DataFileArguments):
                                                             "written inside it. A run folder is fine."})
     quantization: Literal["none", "dynamic", "static"] = field(
         default="dynamic", metadata={"help": "int8 quantization: none, dynamic (weights int8, activations at run "
-                                             "time) or static (activations calibrated on training texts)."})
+                                             "time) or static (activations calibrated on training texts). The "
+                                             "validation split feeds the accuracy guard."})
     calibration_samples: int = field(default=128, metadata={"help": "Training texts used to calibrate static "
                                                                     "quantization (a seeded sample)."})
     calibration_method: Literal["minmax", "entropy", "percentile"] = field(
@@ -75,15 +63,10 @@ class ExportArguments(DataFileArguments):
                                                                   "file after pruning / factorization (0: none)."})
     recovery_learning_rate: float = field(default=3e-5, metadata={"help": "Learning rate of the recovery "
                                                                           "fine-tune."})
-    train_file: str | None = field(default=None, metadata={"help": "csv/jsonl training texts: static calibration, "
-                                                                   "head importance, recovery fine-tune."})
-    validation_file: str | None = field(default=None, metadata={"help": "csv/jsonl labelled validation texts for "
-                                                                        "the accuracy guard (needed to quantize)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing export in --output_dir."})
     seed: int = field(default=42, metadata={"help": "Seed for the calibration sample and recovery fine-tune."})
 
     def __post_init__(self):
-        super().__post_init__()
         if not self.model_dir or not self.output_dir:
             raise ValueError(format_error("Missing folders.", "--model_dir and --output_dir",
                                           f"model_dir={self.model_dir}, output_dir={self.output_dir}",
@@ -115,43 +98,28 @@ class ExportArguments(DataFileArguments):
         if self.recovery_epochs < 0:
             raise ValueError(format_error("--recovery_epochs is negative.", ">= 0", repr(self.recovery_epochs),
                                           "pass 0 to skip recovery"))
-        if self.quantization != "none" and not self.validation_file:
-            raise ValueError(format_error("Quantization needs --validation_file for the accuracy guard.",
-                                          "a labelled csv/jsonl file", "none",
-                                          "pass --validation_file, or --quantization none"))
-        if self.quantization == "static" and not self.train_file:
-            raise ValueError(format_error("Static quantization needs calibration texts.", "--train_file", "none",
-                                          "pass --train_file, or use --quantization dynamic"))
-        if (self.recovery_epochs > 0 or self.prune_heads_fraction > 0) and not (self.train_file
-                                                                                or self.validation_file):
-            raise ValueError(format_error("Pruning / recovery needs training texts.", "--train_file", "none",
-                                          "pass --train_file"))
 
 
 @dataclass
-class BenchmarkArguments(DataFileArguments):
+class BenchmarkArguments:
     """scripts/benchmark.py: measure model folders and ONNX folders on one labelled test file."""
 
     models: list[str] = field(default_factory=list, metadata={"help": "Model folders and/or ONNX folders to "
                                                                       "measure, in table order."})
     names: list[str] | None = field(default=None, metadata={"help": "Row names, one per --models entry "
                                                                     "(default: folder names)."})
-    test_file: str = field(default=None, metadata={"help": "csv/jsonl labelled test texts."})
     output_dir: str = field(default=None, metadata={"help": "Where benchmark.json, benchmark.md and "
                                                             "benchmark.png are written."})
     num_threads: int = field(default=2, metadata={"help": "CPU threads for PyTorch and ONNX Runtime (fixed)."})
     latency_calls: int = field(default=100, metadata={"help": "Timed batch-1 calls per model (p50/p95)."})
     throughput_calls: int = field(default=10, metadata={"help": "Timed batch-32 calls per model (throughput)."})
-    max_test_examples: int | None = field(default=None, metadata={"help": "Use only the first N test texts."})
     compare: list[str] | None = field(default=None, metadata={"help": "Two row names REFERENCE CANDIDATE: report "
                                                                       "speed-up, size fraction, accuracy diff."})
 
     def __post_init__(self):
-        super().__post_init__()
-        if not self.models or not self.test_file or not self.output_dir:
-            raise ValueError(format_error("Missing arguments.", "--models DIR [DIR ...], --test_file, --output_dir",
-                                          f"models={self.models}, test_file={self.test_file}, "
-                                          f"output_dir={self.output_dir}", "pass all three"))
+        if not self.models or not self.output_dir:
+            raise ValueError(format_error("Missing arguments.", "--models DIR [DIR ...] and --output_dir",
+                                          f"models={self.models}, output_dir={self.output_dir}", "pass both"))
         if self.names is not None and len(self.names) != len(self.models):
             raise ValueError(format_error("--names and --models differ in length.", f"{len(self.models)} names",
                                           f"{len(self.names)}", "give one name per model folder"))

@@ -174,14 +174,14 @@ def create_ort_session(onnx_path: str | Path, num_threads: int | None = None):
 
 
 def weights_size_mb(folder: str | Path) -> float:
-    """Size on disk of the model weights in a folder (ONNX files + external data, or safetensors/bin), in MB.
+    """Size on disk of the model weights in a folder, in MB: `nlp_reuse.evaluation.size_on_disk_mb`, plus the
+    weight file of low-rank folders (which that function does not know)."""
+    from nlp_reuse.evaluation import size_on_disk_mb
 
-    Tokenizer and config files are left out: they are the same for every variant of a model.
-    """
-    folder = Path(folder)
-    patterns = ("*.onnx", "*.onnx_data", "*.onnx.data", "*.safetensors", "pytorch_model*.bin")
-    total = sum(p.stat().st_size for pattern in patterns for p in folder.glob(pattern))
-    return total / 1e6
+    low_rank = Path(folder) / LOW_RANK_WEIGHTS_NAME
+    if low_rank.is_file():
+        return low_rank.stat().st_size / 1e6
+    return size_on_disk_mb(folder)
 
 
 def write_compression_info(folder: Path, info: dict[str, Any]) -> None:

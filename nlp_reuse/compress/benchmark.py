@@ -1,9 +1,8 @@
 """CPU benchmark of model folders and ONNX folders: accuracy, macro-F1, size, parameters, latency, throughput.
 
-`measure_latency(predict_fn, inputs, batch_size, ...)` is the reusable timing primitive: it knows nothing about
-models, it times calls of `predict_fn` on consecutive batches of `inputs`. Everything else here loads a folder as a
-predictor (PyTorch, pruned, low-rank, ONNX fp32/int8), measures it with a fixed thread count, and writes one table
-as JSON, Markdown and a PNG plot (accuracy vs batch-1 latency, marker area ~ size on disk).
+Each folder is loaded as a predictor (PyTorch, pruned, low-rank, ONNX fp32/int8) and measured with a fixed thread
+count; timing and metrics are the project's (`nlp_reuse.evaluation.measure_latency` / `classification_metrics`).
+One table is written as JSON, Markdown and a PNG plot (accuracy vs batch-1 latency, marker area ~ size on disk).
 
 Timings are end to end (tokenization + forward) on the texts given, which is what a deployed classifier pays.
 """
@@ -12,9 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
-import time
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,58 +28,9 @@ from nlp_reuse.compress.artifacts import (
     weights_size_mb,
 )
 from nlp_reuse.compress.onnx_export import OnnxClassifier
+from nlp_reuse.evaluation import classification_metrics, environment, measure_latency
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class LatencyStats:
-    """Per-call wall-clock statistics of `measure_latency`."""
-
-    batch_size: int
-    num_calls: int
-    p50_ms: float
-    p95_ms: float
-    mean_ms: float
-    throughput_per_s: float  # examples per second over the timed calls
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def measure_latency(predict_fn: Callable[[Sequence], Any], inputs: Sequence, batch_size: int = 1, *,
-                    num_calls: int = 50, warmup_calls: int = 3) -> LatencyStats:
-    """Time `predict_fn(batch)` on `num_calls` consecutive batches of `batch_size` items of `inputs`.
-
-    Batches cycle through `inputs` (wrapping around), so every call sees a full batch; `warmup_calls` untimed
-    calls come first (allocator, thread pool, lazy kernel selection). p50/p95 are per call, throughput is
-    items per second over the timed calls. Set the thread count before calling (see `set_num_threads`).
-    """
-    if not inputs:
-        raise ValueError(format_error("No inputs to time.", "a non-empty sequence", "an empty one",
-                                      "pass the test texts"))
-    if batch_size < 1 or num_calls < 1 or warmup_calls < 0:
-        raise ValueError(format_error("Bad latency settings.", "batch_size >= 1, num_calls >= 1, warmup >= 0",
-                                      f"batch_size={batch_size}, num_calls={num_calls}, warmup={warmup_calls}",
-                                      "use positive counts"))
-    n = len(inputs)
-
-    def batch(i: int) -> list:
-        start = (i * batch_size) % n
-        return [inputs[(start + j) % n] for j in range(batch_size)]
-
-    for i in range(warmup_calls):
-        predict_fn(batch(i))
-    times = []
-    for i in range(num_calls):
-        items = batch(warmup_calls + i)
-        start = time.perf_counter()
-        predict_fn(items)
-        times.append(time.perf_counter() - start)
-    ms = np.asarray(times) * 1000
-    return LatencyStats(batch_size=batch_size, num_calls=num_calls, p50_ms=float(np.percentile(ms, 50)),
-                        p95_ms=float(np.percentile(ms, 95)), mean_ms=float(ms.mean()),
-                        throughput_per_s=float(batch_size * num_calls / sum(times)))
 
 
 def set_num_threads(num_threads: int) -> int:
@@ -180,19 +129,11 @@ class BenchmarkRow:
         return asdict(self)
 
 
-def classification_metrics(gold: Sequence[int], predicted: Sequence[int]) -> dict[str, float]:
-    """accuracy and macro-F1 (sklearn, macro over the classes present in gold or predictions)."""
-    from sklearn.metrics import accuracy_score, f1_score
-
-    return {"accuracy": float(accuracy_score(gold, predicted)),
-            "macro_f1": float(f1_score(gold, predicted, average="macro", zero_division=0))}
-
-
 def benchmark_folder(folder: str | Path, texts: list[str], labels: list, *, name: str | None = None,
                      num_threads: int = 2, max_length: int = 128, latency_calls: int = 100,
                      throughput_calls: int = 10, throughput_batch_size: int = 32) -> BenchmarkRow:
     """Accuracy, macro-F1, size, parameters, batch-1 latency and batch-`throughput_batch_size` throughput."""
-    from nlp_reuse.compress.texts import encode_labels
+    from nlp_reuse.compress.labels import encode_labels
 
     folder = Path(folder)
     set_num_threads(num_threads)
@@ -200,17 +141,19 @@ def benchmark_folder(folder: str | Path, texts: list[str], labels: list, *, name
     config = predictor.config
     gold = encode_labels(labels, {str(k): int(v) for k, v in config.label2id.items()})
     logits = np.concatenate([predictor.logits(texts[s:s + 64]) for s in range(0, len(texts), 64)])
-    metrics = classification_metrics(gold, logits.argmax(-1).tolist())
-    single = measure_latency(predictor.logits, texts, 1, num_calls=latency_calls)
-    batched = measure_latency(predictor.logits, texts, throughput_batch_size, num_calls=throughput_calls,
-                              warmup_calls=1)
+    metrics = classification_metrics(logits.argmax(-1), np.asarray(gold))
+    single = measure_latency(predictor.logits, texts, batch_size=1, max_batches=latency_calls)
+    # Tile the texts so every timed call gets a full batch even on a small test set.
+    tiled = list(texts) * math.ceil(throughput_batch_size * throughput_calls / len(texts))
+    batched = measure_latency(predictor.logits, tiled[:throughput_batch_size * throughput_calls],
+                              batch_size=throughput_batch_size, warmup=1)
     params = (onnx_num_parameters(predictor.onnx_path) if isinstance(predictor, OnnxClassifier)
               else predictor.num_parameters())
     return BenchmarkRow(
         name=name or folder.name, path=str(folder), variant=describe_variant(folder, config),
         accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], size_mb=round(weights_size_mb(folder), 3),
-        params=params, num_layers=int(config.num_hidden_layers), latency_b1_p50_ms=single.p50_ms,
-        latency_b1_p95_ms=single.p95_ms, throughput_b32_per_s=batched.throughput_per_s, num_threads=num_threads,
+        params=params, num_layers=int(config.num_hidden_layers), latency_b1_p50_ms=single["p50_ms"],
+        latency_b1_p95_ms=single["p95_ms"], throughput_b32_per_s=batched["throughput"], num_threads=num_threads,
         num_examples=len(texts),
     )
 
@@ -226,9 +169,13 @@ def run_benchmark(folders: Sequence[str | Path], texts: list[str], labels: list,
         if not folder.is_dir():
             raise FileNotFoundError(format_error("Benchmark folder not found.", "a model or ONNX folder",
                                                  f"no folder at {folder}", "check the --models paths"))
+    if names is None:
+        names = [Path(f).name for f in folders]
+        if len(set(names)) < len(names):  # e.g. two runs' onnx_int8/: name rows parent/folder instead
+            names = [f"{Path(f).parent.name}/{Path(f).name}" for f in folders]
     rows = []
-    for i, folder in enumerate(folders):
-        row = benchmark_folder(folder, texts, labels, name=names[i] if names else None, **kwargs)
+    for folder, name in zip(folders, names):
+        row = benchmark_folder(folder, texts, labels, name=name, **kwargs)
         logger.info("%s: acc %.4f, p50 %.2f ms", row.name, row.accuracy, row.latency_b1_p50_ms)
         rows.append(row)
     return rows
@@ -261,6 +208,9 @@ def plot_accuracy_vs_latency(rows: Sequence[BenchmarkRow], path: str | Path) -> 
         ax.scatter(r.latency_b1_p50_ms, r.accuracy, s=40 + 800 * r.size_mb / largest, alpha=0.6)
         ax.annotate(f"{r.name}\n{r.size_mb:.1f} MB", (r.latency_b1_p50_ms, r.accuracy), fontsize=7,
                     textcoords="offset points", xytext=(6, 6))
+    latencies = [r.latency_b1_p50_ms for r in rows]
+    if max(latencies) > 10 * min(latencies):  # teacher vs int8 student spans more than a decade
+        ax.set_xscale("log")
     ax.set_xlabel(f"latency, batch 1, p50 (ms, {rows[0].num_threads} threads)")
     ax.set_ylabel("test accuracy")
     ax.set_title("accuracy vs CPU latency (marker area ~ size on disk)")
@@ -273,11 +223,8 @@ def plot_accuracy_vs_latency(rows: Sequence[BenchmarkRow], path: str | Path) -> 
 
 def environment_info(num_threads: int) -> dict[str, Any]:
     import onnxruntime
-    import transformers
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__,
-            "num_threads": num_threads, "cpu": platform.processor() or platform.machine()}
+    return {**environment(), "onnxruntime": onnxruntime.__version__, "num_threads": num_threads}
 
 
 def write_benchmark(rows: Sequence[BenchmarkRow], output_dir: str | Path, *, extra: dict | None = None
@@ -326,15 +273,12 @@ def speedup_summary(rows: Sequence[BenchmarkRow], reference: str, candidate: str
 
 __all__ = [
     "BenchmarkRow",
-    "LatencyStats",
     "TorchClassifier",
     "benchmark_folder",
-    "classification_metrics",
     "describe_variant",
     "environment_info",
     "format_markdown_table",
     "load_predictor",
-    "measure_latency",
     "onnx_num_parameters",
     "plot_accuracy_vs_latency",
     "report_entry",

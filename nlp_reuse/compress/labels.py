@@ -1,52 +1,14 @@
-"""Labelled texts from a local csv/jsonl file, and label-name -> id mapping against a model config.
-
-A stopgap for the export and benchmark scripts until `nlp_reuse.data` provides the project's loader; the scripts
-call only `load_labelled_texts` and `encode_labels`, so the swap is one function.
+"""Lining labels up with a model: label names -> class ids against its label2id, its label names in id order, and
+(texts, label names) from the splits of `nlp_reuse.data.load_splits` (which does all data loading and checks).
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import random
+import numbers
 from pathlib import Path
 
 from nlp_reuse.compress.artifacts import format_error
-
-_SUFFIXES = (".csv", ".jsonl", ".json")
-
-
-def load_labelled_texts(path: str | Path, text_column: str = "text", label_column: str | None = "label",
-                        limit: int | None = None, seed: int | None = None) -> tuple[list[str], list]:
-    """(texts, labels) from a .csv or .jsonl file; labels are [] when `label_column` is None.
-
-    With `limit`, at most that many rows are kept (a seeded random sample when `seed` is given, else the first).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(format_error("Data file not found.", f"a {'/'.join(_SUFFIXES)} file", str(path),
-                                             "check the --*_file path"))
-    if path.suffix not in _SUFFIXES:
-        raise ValueError(format_error("Unsupported data file type.", f"one of {_SUFFIXES}", path.suffix,
-                                      "convert the file to csv or jsonl"))
-    if path.suffix == ".csv":
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    else:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if not rows:
-        raise ValueError(format_error("Data file is empty.", "at least one row", f"0 rows in {path}",
-                                      "point at a file with data"))
-    columns = [text_column] + ([label_column] if label_column else [])
-    missing = [c for c in columns if c not in rows[0]]
-    if missing:
-        raise ValueError(format_error(f"Column(s) {missing} not in {path}.", f"columns {columns}",
-                                      f"columns {sorted(rows[0])}", "pass --text_column / --label_column"))
-    if limit is not None and limit < len(rows):
-        rows = random.Random(seed).sample(rows, limit) if seed is not None else rows[:limit]
-    texts = [str(r[text_column]) for r in rows]
-    labels = [r[label_column] for r in rows] if label_column else []
-    return texts, labels
 
 
 def encode_labels(labels: list, label2id: dict[str, int]) -> list[int]:
@@ -56,7 +18,7 @@ def encode_labels(labels: list, label2id: dict[str, int]) -> list[int]:
     for label in labels:
         if isinstance(label, str) and label in label2id:
             ids.append(label2id[label])
-        elif isinstance(label, int) or (isinstance(label, str) and label.isdigit()):
+        elif isinstance(label, numbers.Integral) or (isinstance(label, str) and label.isdigit()):
             if not 0 <= int(label) < num_labels:
                 raise ValueError(format_error("Label id out of range.", f"ids 0..{num_labels - 1}", repr(label),
                                               "check that the data belongs to this model"))
@@ -65,3 +27,24 @@ def encode_labels(labels: list, label2id: dict[str, int]) -> list[int]:
             raise ValueError(format_error("Unknown label.", f"one of {sorted(label2id)}", repr(label),
                                           "use the label names the model was trained with (config.json label2id)"))
     return ids
+
+
+def model_label_names(folder: str | Path) -> list[str]:
+    """Label names of a model or ONNX folder in class-id order, read from its config.json."""
+    config_path = Path(folder) / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(format_error("No config.json to read the labels from.", f"{config_path}",
+                                             "no such file", "point at a model folder or an exported ONNX folder"))
+    id2label = json.loads(config_path.read_text()).get("id2label") or {}
+    return [str(id2label[key]) for key in sorted(id2label, key=int)]
+
+
+def split_texts(splits, split: str) -> tuple[list[str], list[str]]:
+    """(texts, label names) of one split of `nlp_reuse.data.load_splits` output; sentence pairs are refused."""
+    data = splits[split]
+    if "text_pair" in data.column_names:
+        raise ValueError(format_error("Sentence-pair data is not supported by export/benchmark.",
+                                      "single-text classification data", "a text_pair column",
+                                      "drop --text_pair_column"))
+    names = data.features["label"].names
+    return list(data["text"]), [names[i] for i in data["label"]]

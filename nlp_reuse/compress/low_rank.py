@@ -111,7 +111,8 @@ def factorize_linear(linear: nn.Linear, name: str, *, ratio: float | None = None
         if has_bias:
             module.second.bias.copy_(linear.bias.detach())
     module.to(dtype=linear.weight.dtype, device=linear.weight.device)
-    error = float(torch.linalg.norm(weight - module.weight_product().float()) / torch.linalg.norm(weight))
+    with torch.no_grad():
+        error = float(torch.linalg.norm(weight - module.weight_product().float()) / torch.linalg.norm(weight))
     params_after = sum(p.numel() for p in module.parameters())
     return module, LowRankLayerReport(name, linear.in_features, linear.out_features, rank, params_before,
                                       params_after, error, energy_kept, replaced=True)

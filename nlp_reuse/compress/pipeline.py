@@ -47,7 +47,7 @@ from nlp_reuse.compress.quantize import (
     quantize_dynamic,
     quantize_static,
 )
-from nlp_reuse.compress.texts import encode_labels
+from nlp_reuse.compress.labels import encode_labels
 
 logger = logging.getLogger(__name__)
 
