@@ -48,8 +48,9 @@ class Request:
 class HubStandIn:
     """``with HubStandIn(token) as hub: ...``: ``hub.endpoint`` is the HF_ENDPOINT to use."""
 
-    def __init__(self, token: str):
+    def __init__(self, token: str, max_body_bytes: int = MAX_BODY_BYTES):
         self.token = token
+        self.max_body_bytes = max_body_bytes
         self.repos: dict[str, Repo] = {}
         self.lfs_blobs: dict[str, bytes] = {}
         self.requests: list[Request] = []
@@ -156,20 +157,20 @@ def _make_handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self) -> None:
             self._dispatch("PUT")
 
-        def _read_body(self) -> bytes:
+        def _read_body(self) -> bytes | None:
+            """The request body, or None when it is over the size cap (the caller answers 413)."""
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                 chunks, total = [], 0
-                while True:
-                    size = int(self.rfile.readline().strip(), 16)
+                while (size := int(self.rfile.readline().strip(), 16)) > 0:
                     total += size
-                    if size == 0 or total > MAX_BODY_BYTES:
-                        self.rfile.readline()
-                        break
+                    if total > hub.max_body_bytes:
+                        return None
                     chunks.append(self.rfile.read(size))
                     self.rfile.readline()
+                self.rfile.readline()
                 return b"".join(chunks)
             length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(min(length, MAX_BODY_BYTES))
+            return None if length > hub.max_body_bytes else self.rfile.read(length)
 
         def _send(self, status: int, payload: dict | list, headers: dict[str, str] | None = None) -> None:
             data = json.dumps(payload).encode()
@@ -184,6 +185,9 @@ def _make_handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
         def _dispatch(self, method: str) -> None:
             url = urlsplit(self.path)
             body = self._read_body()
+            if body is None:
+                self.close_connection = True  # the unread body makes the connection unusable
+                return self._send(413, {"error": f"body over the stand-in's {hub.max_body_bytes} byte cap"})
             with hub._lock:
                 hub.requests.append(Request(method, url.path, self.headers.get("Authorization")))
                 if len(hub.requests) > MAX_REQUESTS:

@@ -478,3 +478,17 @@ def test_push_script_in_a_fresh_process_reads_endpoint_and_token_from_the_enviro
     assert f"Uploading {len(DELIVERABLES)} files to {hub.endpoint}/me/from-cli" in done.stderr
     assert TOKEN not in done.stdout + done.stderr
     assert set(hub.files("me/from-cli")) == DELIVERABLES | {".gitattributes"}
+
+
+def test_standin_binds_loopback_and_bounds_requests():
+    import requests
+
+    with HubStandIn(TOKEN, max_body_bytes=64) as server:
+        assert server.endpoint.startswith("http://127.0.0.1:")
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        assert requests.post(f"{server.endpoint}/api/repos/create", data=b"x" * 65, headers=auth).status_code == 413
+        assert requests.post(f"{server.endpoint}/api/repos/create", json={"name": "a"}).status_code == 401
+        assert requests.get(f"{server.endpoint}/api/unknown", headers=auth).status_code == 404
+        endpoint = server.endpoint
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{endpoint}/api/unknown", timeout=2)
