@@ -209,16 +209,17 @@ def _scrub_text(text: str, secrets: Iterable[str]) -> str:
     return _HF_TOKEN_SHAPE.sub(REDACTED, text)
 
 
-def _scrub(value: Any, secrets: Iterable[str]) -> Any:
-    """Copy of a JSON value with credential-named fields redacted and token-shaped strings replaced."""
+def scrub_secrets(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """Copy of a JSON value (or a string, e.g. a command line) with credential-named fields, ``--*token VALUE``
+    flags, Hub-token-shaped strings and the given ``secrets`` replaced by ``<redacted>``."""
     secrets = list(secrets)
     if isinstance(value, dict):
         return {
-            key: (REDACTED if _is_secret_key(key) and item not in (None, "", False) else _scrub(item, secrets))
+            key: REDACTED if _is_secret_key(key) and item not in (None, "", False) else scrub_secrets(item, secrets)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [_scrub(item, secrets) for item in value]
+        return [scrub_secrets(item, secrets) for item in value]
     if isinstance(value, str):
         return _scrub_text(value, secrets)
     return value
@@ -499,7 +500,7 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: 
     (out_dir / "README.md").write_text(_scrub_text(card, secrets))
     for name in RECORD_FILES:
         if (run_dir / name).is_file():
-            record = _scrub(json.loads((run_dir / name).read_text()), secrets)
+            record = scrub_secrets(json.loads((run_dir / name).read_text()), secrets)
             (out_dir / name).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     _assert_no_secret(out_dir, secrets)
     return sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())

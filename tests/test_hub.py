@@ -18,8 +18,8 @@ from huggingface_hub.utils import reset_sessions
 from hub_standin import HubStandIn
 
 from nlp_reuse.hub import (
-    BUILTIN_DATASETS, REDACTED, _scrub, default_commit_message, describe_folder, load_run_report, prepare_upload_folder,
-    push_from_training_args, push_to_hub, render_model_card, resolve_base_model,
+    BUILTIN_DATASETS, REDACTED, default_commit_message, describe_folder, load_run_report, prepare_upload_folder,
+    push_from_training_args, push_to_hub, render_model_card, resolve_base_model, scrub_secrets,
 )
 
 TOKEN = "hf_nlpReuseStandInToken0123456789abcdef"
@@ -281,11 +281,12 @@ def test_scrub_redacts_credentials_but_not_special_tokens():
     value = {"training": {"hub_token": "abc", "push_to_hub_token": None, "pad_token": "[PAD]", "seed": 1,
                           "nested": [{"api_key": "k"}, f"text with {TOKEN} inside"]},
              "command": "python x.py --hub_token=hf_abcdefghijklmnopqrstuvwxyz --token secret --tokenizer_name t"}
-    scrubbed = _scrub(value, ["secret-value-123"])
+    scrubbed = scrub_secrets(value, ["secret-value-123"])
     assert scrubbed["training"]["hub_token"] == REDACTED and scrubbed["training"]["push_to_hub_token"] is None
     assert scrubbed["training"]["pad_token"] == "[PAD]" and scrubbed["training"]["seed"] == 1
     assert scrubbed["training"]["nested"] == [{"api_key": REDACTED}, f"text with {REDACTED} inside"]
     assert scrubbed["command"] == f"python x.py --hub_token={REDACTED} --token {REDACTED} --tokenizer_name t"
+    assert scrub_secrets(value["command"]) == scrubbed["command"]  # a bare command line, as distill.py records it
 
 
 # ------------------------------------------------------------------------------------------------- upload folder
