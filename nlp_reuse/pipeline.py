@@ -9,6 +9,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
+import torch
 from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, Trainer, set_seed
 
 from .config import DataArguments, DistillationArguments, FinetuneArguments, NlpReuseTrainingArguments
@@ -18,7 +19,8 @@ from .modeling import (
     check_compatibility, classifier_labels, count_parameters, load_for_finetuning, load_student,
     load_teacher, load_tokenizer, num_layers, resolve_model_path, student_from_config, student_from_teacher_layers,
 )
-from .trainers import DistillationTrainer
+from .teacher_cache import attach_teacher_logits, load_or_compute
+from .trainers import DistillationTrainer, resolve_teacher_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +155,12 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     common = {"train_dataset": tokenized["train"], "eval_dataset": tokenized["validation"],
               "processing_class": teacher_tokenizer, "data_collator": collator, "compute_metrics": compute_metrics}
 
+    kd_train = tokenized["train"]
+    cache_info = None
+    if args.teacher_cache is not None:
+        kd_train, cache_info = with_teacher_cache(args, teacher, kd_train, collator)
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=_trainer_args(args, out / "student"),
-                                  **common)
+                                  **{**common, "train_dataset": kd_train})
     trainer.train()
     trainer.save_model(str(out / "student"))
     student_test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
@@ -192,10 +198,32 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "world_size": args.world_size, "seed": args.seed,
     }
+    if cache_info is not None:
+        report["teacher_cache"] = cache_info
     report["command"] = command
     report["environment"] = environment()
     write_json(out / "report.json", report)
     write_json(out / "run_args.json", _run_args(data_args, args))
     print(format_table(report))
+    if args.push_to_hub:
+        from .hub import push_from_training_args
+
+        print(f"Pushed to {push_from_training_args(str(out), args)}")
     return report
+
+
+def with_teacher_cache(args: DistillationArguments, teacher: PreTrainedModel, train_dataset, collator):
+    """The training set with cached teacher logits attached (computed once, on the main process first)."""
+    if args.hidden_loss_weight > 0 or args.attention_loss_weight > 0:
+        logger.warning("--teacher_cache holds logits only: hidden-state / attention losses still run the live "
+                       "teacher every step, so the cache is not used in this run.")
+        return train_dataset, None
+    device = args.device
+    teacher.to(device)
+    dtype = resolve_teacher_dtype(args)
+    with args.main_process_first(desc="teacher logits cache"):
+        cached, info = load_or_compute(teacher, train_dataset, collator, args.teacher_cache,
+                                       batch_size=args.per_device_eval_batch_size,
+                                       dtype=dtype if dtype != torch.float32 else None)
+    return attach_teacher_logits(train_dataset, cached), info
 

@@ -1,8 +1,11 @@
 """`DistillationTrainer`: a `transformers.Trainer` whose loss learns from a frozen teacher.
 
-Only `__init__`, `compute_loss` and `create_optimizer` (to train the layer projections with the student) are
-overridden, so checkpointing, logging, mixed precision, gradient accumulation and DDP/FSDP come from `Trainer`.
+Only `__init__`, `compute_loss`, `create_optimizer` (to train the layer projections with the student) and the
+signature columns (to keep cached teacher logits) are overridden, so checkpointing, logging, mixed precision,
+gradient accumulation and DDP/FSDP come from `Trainer`.
 """
+
+import contextlib
 
 import torch
 from transformers import PreTrainedModel, Trainer
@@ -12,6 +15,16 @@ from .config import DistillationArguments
 from .layer_map import LayerProjector, parse_layer_map
 from .losses import attention_kl_loss, get_hidden_loss, kd_loss
 from .modeling import num_layers
+from .teacher_cache import LOGITS_COLUMN
+
+TEACHER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_teacher_dtype(args: DistillationArguments) -> torch.dtype:
+    """`auto` follows the mixed-precision flag: a bf16/fp16 run gets a bf16/fp16 teacher, else fp32."""
+    if args.teacher_dtype == "auto":
+        return torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
+    return TEACHER_DTYPES[args.teacher_dtype]
 
 
 class DistillationTrainer(Trainer):
@@ -28,8 +41,14 @@ class DistillationTrainer(Trainer):
                  **kwargs):
         super().__init__(model=model, args=args, **kwargs)
         teacher_model.requires_grad_(False)
+        # Half-precision weights are cast once here, not per step by autocast.
+        self.teacher_dtype = resolve_teacher_dtype(args)
+        teacher_model.to(self.teacher_dtype)
         # evaluation_mode: placed on the device (and under mixed-precision autocast) but never wrapped in DDP.
         self.teacher = self.accelerator.prepare_model(teacher_model.eval(), evaluation_mode=True)
+        if args.torch_compile:
+            self.teacher = torch.compile(self.teacher, backend=args.torch_compile_backend or "inductor",
+                                         mode=args.torch_compile_mode, dynamic=True)
         self.use_hidden = args.hidden_loss_weight > 0
         self.use_attention = args.attention_loss_weight > 0
         self.layer_pairs = parse_layer_map(
@@ -46,6 +65,19 @@ class DistillationTrainer(Trainer):
         # We normalise by num_items_in_batch ourselves; this makes Trainer count it and not rescale the loss.
         self.model_accepts_loss_kwargs = True
 
+    def _set_signature_columns_if_needed(self):
+        # Keep cached teacher logits through remove_unused_columns (they are no argument of the student's forward).
+        super()._set_signature_columns_if_needed()
+        if LOGITS_COLUMN not in self._signature_columns:
+            self._signature_columns.append(LOGITS_COLUMN)
+
+    def _half_precision(self):
+        """Autocast for the teacher and the projections: Trainer's mixed precision covers the student only."""
+        if self.teacher_dtype == torch.float32 and not (self.args.bf16 or self.args.fp16):
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if (self.args.bf16 or self.teacher_dtype == torch.bfloat16) else torch.float16
+        return torch.autocast(device_type=self.accelerator.device.type, dtype=dtype)
+
     def create_optimizer(self):
         optimizer = super().create_optimizer()
         if self.projector is not None and not any(
@@ -56,18 +88,23 @@ class DistillationTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.get("labels")
-        features = {k: v for k, v in inputs.items() if k != "labels"}
+        cached_logits = inputs.get(LOGITS_COLUMN)
+        features = {k: v for k, v in inputs.items() if k not in ("labels", LOGITS_COLUMN)}
         want_hidden, want_attn = self.use_hidden, self.use_attention
         student_out = model(**features, output_hidden_states=want_hidden, output_attentions=want_attn)
-        with torch.no_grad():
-            teacher_out = self.teacher(**features, output_hidden_states=want_hidden, output_attentions=want_attn)
+        teacher_out = None
+        if cached_logits is None or want_hidden or want_attn:
+            with torch.no_grad(), self._half_precision():
+                teacher_out = self.teacher(**features, output_hidden_states=want_hidden, output_attentions=want_attn)
+        teacher_logits = cached_logits if cached_logits is not None else teacher_out.logits
 
-        per_example = kd_loss(student_out.logits, teacher_out.logits, labels, self.args.temperature, self.args.alpha)
+        per_example = kd_loss(student_out.logits, teacher_logits, labels, self.args.temperature, self.args.alpha)
         mask = features.get("attention_mask")
         if want_hidden:
             student_h = [student_out.hidden_states[s] for s, _ in self.layer_pairs]
             if self.projector is not None:
-                student_h = self.projector(student_h)
+                with self._half_precision():
+                    student_h = self.projector(student_h)
             hidden = torch.stack([
                 self.hidden_loss_fn(h, teacher_out.hidden_states[t], mask)
                 for h, (_, t) in zip(student_h, self.layer_pairs)

@@ -1,0 +1,90 @@
+"""Teacher-output cache: the teacher's logits on the training set, computed once and reused across runs.
+
+A distillation epoch otherwise pays a teacher forward pass per step. The cache is a `datasets` Arrow dataset
+(`example_idx`, `teacher_logits`) stored under `CACHE_DIR/<fingerprint>/`, where the fingerprint hashes the
+teacher's weights, the tokenized training inputs (so the data, the tokenizer and `max_length`) and the cache
+format. A run with another teacher or other data gets another fingerprint and recomputes; entries never mix.
+"""
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset, concatenate_datasets, load_from_disk
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+LOGITS_COLUMN = "teacher_logits"
+INPUT_COLUMNS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+def fingerprint(teacher: torch.nn.Module, dataset: Dataset, batch_size: int = 4096) -> str:
+    """Hash of the teacher's weights and the tokenized inputs, in order."""
+    h = hashlib.sha256(f"nlp_reuse-teacher-cache-{CACHE_FORMAT}".encode())
+    for name, tensor in sorted(teacher.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tensor.dtype).encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    columns = [c for c in INPUT_COLUMNS if c in dataset.column_names]
+    h.update(json.dumps([columns, len(dataset)]).encode())
+    for batch in dataset.select_columns(columns).iter(batch_size=batch_size):
+        h.update(json.dumps([batch[c] for c in columns]).encode())
+    return h.hexdigest()[:20]
+
+
+@torch.inference_mode()
+def compute_teacher_logits(teacher: torch.nn.Module, dataset: Dataset, collator, batch_size: int = 128,
+                           dtype: torch.dtype | None = None) -> np.ndarray:
+    """Teacher logits for every example, in order: batched, no grad, in `dtype` (autocast) when given."""
+    device = next(teacher.parameters()).device
+    columns = [c for c in INPUT_COLUMNS if c in dataset.column_names]
+    loader = DataLoader(dataset.select_columns(columns), batch_size=batch_size, collate_fn=collator, shuffle=False)
+    was_training = teacher.training
+    teacher.eval()
+    chunks = []
+    with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        for batch in tqdm(loader, desc="Teacher logits (cache)"):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            chunks.append(teacher(**batch).logits.float().cpu())
+    teacher.train(was_training)
+    return torch.cat(chunks).numpy()  # (num_examples, num_labels)
+
+
+def load_or_compute(teacher: torch.nn.Module, dataset: Dataset, collator, cache_dir: str | Path,
+                    batch_size: int = 128, dtype: torch.dtype | None = None) -> tuple[Dataset, dict]:
+    """The cached logits for `dataset` (computing and storing them if absent) and what happened, for reports.
+
+    Call it on the main process first (`TrainingArguments.main_process_first`): the others then find the entry.
+    """
+    key = fingerprint(teacher, dataset)
+    entry = Path(cache_dir) / key
+    info = {"fingerprint": key, "path": str(entry), "computed": False, "seconds": 0.0}
+    if not (entry / "dataset_info.json").is_file():
+        start = time.perf_counter()
+        logits = compute_teacher_logits(teacher, dataset, collator, batch_size, dtype)
+        cached = Dataset.from_dict({"example_idx": np.arange(len(dataset)), LOGITS_COLUMN: logits})
+        staging = entry.with_name(f"{key}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        cached.save_to_disk(str(staging))
+        staging.rename(entry)  # atomic: a crash never leaves a half-written entry under the real name
+        info.update(computed=True, seconds=round(time.perf_counter() - start, 3))
+        logger.info("Teacher logits for %d examples cached in %s (%.1fs).", len(dataset), entry, info["seconds"])
+    cached = load_from_disk(str(entry))
+    if len(cached) != len(dataset) or cached[-1]["example_idx"] != len(dataset) - 1:
+        raise RuntimeError(f"Teacher cache {entry} holds {len(cached)} rows for {len(dataset)} examples; delete it.")
+    return cached, info
+
+
+def attach_teacher_logits(dataset: Dataset, cached: Dataset) -> Dataset:
+    """`dataset` with the cached `teacher_logits` column beside it (row i is example i)."""
+    if LOGITS_COLUMN in dataset.column_names:
+        dataset = dataset.remove_columns(LOGITS_COLUMN)
+    return concatenate_datasets([dataset, cached.select_columns([LOGITS_COLUMN])], axis=1)
