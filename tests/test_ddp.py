@@ -33,18 +33,20 @@ def test_two_process_cpu_ddp_gives_identical_weights(tiny_teacher_dir, tiny_data
         torch.testing.assert_close(rank0[key], rank1[key], rtol=0, atol=1e-6, msg=key)
 
 
-def test_distill_script_under_accelerate_launch(tiny_teacher_dir, tiny_data_dir, tmp_path):
+def test_distill_script_under_accelerate_launch_with_teacher_cache(tiny_teacher_dir, tiny_data_dir, tmp_path):
     out = tmp_path / "run"
     proc = accelerate_launch(
         ROOT / "scripts" / "distill.py", "--teacher_model_name_or_path", str(tiny_teacher_dir),
         "--train_file", str(tiny_data_dir / "train.jsonl"), "--test_file", str(tiny_data_dir / "test.jsonl"),
         "--student_num_layers", "2", "--num_train_epochs", "1", "--per_device_train_batch_size", "4",
         "--use_cpu", "true", "--ddp_find_unused_parameters", "false", "--latency_samples", "2",
-        "--output_dir", str(out), "--disable_tqdm", "true",
+        "--output_dir", str(out), "--disable_tqdm", "true", "--teacher_cache", str(tmp_path / "cache"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["distillation"]["world_size"] == 2
+    assert report["teacher_cache"]["computed"]  # rank 0 computed it; rank 1 found it (main_process_first)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
     assert report["student"]["num_layers"] == 2
     assert (out / "student" / "model.safetensors").is_file()
     assert proc.stdout.count("retention (student / teacher accuracy)") == 1  # the report is printed by rank 0 only
