@@ -128,6 +128,13 @@ def test_dynamic_int8_agrees_on_argmax_and_has_int8_matmuls(trained_onnx, tmp_pa
     assert count_quantized_ops(trained_onnx / "model.onnx")["MatMulInteger"] == 0
 
 
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_static_int8_with_sane_calibration_agrees_on_argmax(trained_onnx, tmp_path, method):
+    quantized = quantize_static(trained_onnx, tmp_path / method, _rows(48, seed=1)[0], method=method)
+    fp32 = onnx_logits(OnnxClassifier(trained_onnx), TEXTS)
+    assert (onnx_logits(OnnxClassifier(quantized), TEXTS).argmax(-1) == fp32.argmax(-1)).all()
+
+
 def test_quantized_files_are_smaller(wide_dir, tmp_path):
     model, tokenizer = load_classifier(wide_dir)
     fp32 = export_onnx(model, tokenizer, tmp_path / "onnx")

@@ -31,9 +31,10 @@ logger = logging.getLogger(__name__)
 CPU_ISAS = ("avx512_vnni", "avx512", "avx2", "arm64")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANTIZATION_MODES = ("none", "dynamic", "static")
-# Static quantization calibrates only these operators. Optimum's default QDQ list also covers the Sub/Mul/Add that
-# build BERT's additive attention mask, whose -3.4e38 entries overflow the percentile/entropy histograms and would
-# wipe out attention under minmax ranges; the matrix products (and embedding tables) carry the speed and size gains.
+# Static quantization calibrates and quantizes only these operators. Optimum's default QDQ list also covers the
+# Sub/Mul/Add that build BERT's additive attention mask, whose -3.4e38 entries overflow the percentile/entropy
+# histograms and would wipe out attention under minmax ranges, and LayerNorm/GELU arithmetic that is fragile in int8;
+# the matrix products and embedding tables carry the speed and size gains.
 STATIC_OPERATORS = ("MatMul", "Gemm", "Gather")
 
 
@@ -82,9 +83,9 @@ def quantization_config(is_static: bool, isa: str | None = None, per_channel: bo
 def _quantize(quantizer, config, output_dir: Path, **kwargs) -> Path:
     """Run ORTQuantizer.quantize into `output_dir` and name the file model.onnx (one model per folder)."""
     quantizer.quantize(quantization_config=config, save_dir=output_dir, file_suffix="", **kwargs)
-    written = sorted(output_dir.glob("*.onnx"))
-    if [p.name for p in written] != [ONNX_FILE_NAME]:
-        written[0].rename(output_dir / ONNX_FILE_NAME)
+    written = output_dir / f"{Path(quantizer.onnx_model_path).stem}.onnx"
+    if written.name != ONNX_FILE_NAME:
+        written.rename(output_dir / ONNX_FILE_NAME)
     return output_dir
 
 
@@ -118,26 +119,6 @@ def calibration_config(dataset, method: str, percentile: float = 99.999):
                                   "pass --calibration_method minmax, entropy or percentile"))
 
 
-def _static_preprocessor():
-    """Keep numerically fragile nodes (LayerNorm, GELU, residual Adds, embedding sums, pre-softmax Adds) in fp32,
-    as in Optimum's static-quantization recipe for BERT; the MatMuls carry the speed-up."""
-    from optimum.onnxruntime.preprocessors import QuantizationPreprocessor
-    from optimum.onnxruntime.preprocessors.passes import (
-        ExcludeGeLUNodes,
-        ExcludeLayerNormNodes,
-        ExcludeNodeAfter,
-        ExcludeNodeFollowedBy,
-    )
-
-    preprocessor = QuantizationPreprocessor()
-    preprocessor.register_pass(ExcludeLayerNormNodes())
-    preprocessor.register_pass(ExcludeGeLUNodes())
-    preprocessor.register_pass(ExcludeNodeAfter("Add", "Add"))
-    preprocessor.register_pass(ExcludeNodeAfter("Gather", "Add"))
-    preprocessor.register_pass(ExcludeNodeFollowedBy("Add", "Softmax"))
-    return preprocessor
-
-
 def quantize_static(onnx_dir: str | Path, output_dir: str | Path, calibration_texts: list[str], *,
                     method: str = "minmax", isa: str | None = None, percentile: float = 99.999,
                     max_length: int = 128, per_channel: bool = True, overwrite: bool = False) -> Path:
@@ -164,7 +145,7 @@ def quantize_static(onnx_dir: str | Path, output_dir: str | Path, calibration_te
         ranges = quantizer.fit(dataset=dataset, calibration_config=calibration_config(dataset, method, percentile),
                                operators_to_quantize=config.operators_to_quantize,
                                onnx_augmented_model_name=Path(tmp) / "augmented_model.onnx")
-    _quantize(quantizer, config, folder, calibration_tensors_range=ranges, preprocessor=_static_preprocessor())
+    _quantize(quantizer, config, folder, calibration_tensors_range=ranges)
     write_compression_info(folder, {**read_compression_info(source), "precision": "int8",
                                     "quantization": "static", "calibration_method": method,
                                     "calibration_samples": len(calibration_texts), "isa": isa,
