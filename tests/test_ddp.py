@@ -11,13 +11,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def accelerate_launch(script: Path, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def accelerate_launch(script: Path, *args: str, config_file: Path | None = None) -> subprocess.CompletedProcess:
     # --cpu --num_processes 2 would start ONE process; --multi_gpu with use_cpu starts two gloo processes on CPU.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-           str(script), *args]
+    launch = ["--config_file", str(config_file)] if config_file else [
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *launch, "--main_process_port", "0", str(script), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_two_process_cpu_ddp_gives_identical_weights(tiny_teacher_dir, tiny_data_dir, tmp_path):
@@ -41,6 +42,7 @@ def test_distill_script_under_accelerate_launch_with_teacher_cache(tiny_teacher_
         "--student_num_layers", "2", "--num_train_epochs", "1", "--per_device_train_batch_size", "4",
         "--use_cpu", "true", "--ddp_find_unused_parameters", "false", "--latency_samples", "2",
         "--output_dir", str(out), "--disable_tqdm", "true", "--teacher_cache", str(tmp_path / "cache"),
+        config_file=ROOT / "configs" / "accelerate" / "cpu_ddp.yaml",  # the shipped launch config
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
