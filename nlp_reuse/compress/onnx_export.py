@@ -139,22 +139,11 @@ def check_onnx_parity(model: torch.nn.Module, tokenizer, onnx_dir: str | Path, t
     return float(np.abs(reference - exported).max())
 
 
-def export_folder_to_onnx(model_dir: str | Path, output_dir: str | Path, *, overwrite: bool = False,
-                          opset: int | None = None) -> Path:
-    """Convenience: check and load a model folder (plain, pruned or low-rank) and export it, fp32."""
-    from nlp_reuse.compress.artifacts import load_classifier
-
-    model, tokenizer = load_classifier(model_dir)
-    return export_onnx(model, tokenizer, output_dir, overwrite=overwrite, opset=opset,
-                       compression=read_compression_info(model_dir))
-
-
 __all__ = [
     "ONNX_FILE_NAME",
     "OPTIMIZATION_LEVELS",
     "OnnxClassifier",
     "check_onnx_parity",
-    "export_folder_to_onnx",
     "export_onnx",
     "onnx_logits",
     "optimize_onnx",
