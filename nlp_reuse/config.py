@@ -16,6 +16,72 @@ def _check_range(name: str, value: float, low: float, high: float, low_open: boo
         raise ValueError(f"--{name} must be in {bracket}{low}, {high}], got {value}.")
 
 
+STRATEGIES = ("full", "head_only", "partial", "lora", "ia3", "features")
+
+
+@dataclass
+class StrategyArguments:
+    """How much of the pretrained model trains (nlp_reuse.strategies); shared by fine-tuning and distillation."""
+
+    strategy: str = field(
+        default="full",
+        metadata={"help": "full: every parameter trains | head_only: frozen encoder, only the head (classifier and "
+                          "pooler) trains | partial: the top --unfreeze_top_k layers and the head train | lora / "
+                          "ia3: PEFT adapters in the encoder layers plus the head | features (finetune.py only): "
+                          "logistic regression on the frozen encoder's mean-pooled embeddings."},
+    )
+    unfreeze_top_k: int = field(
+        default=2, metadata={"help": "--strategy partial: number K of top encoder layers that train (1..layers)."}
+    )
+    gradual_unfreeze_every: Optional[float] = field(
+        default=None,
+        metadata={"help": "--strategy partial: start with the head only and unfreeze one more top layer every E "
+                          "epochs until K train (ULMFiT-style gradual unfreezing; one process only)."},
+    )
+    layerwise_lr_decay: float = field(
+        default=1.0,
+        metadata={"help": "D in (0, 1]: each encoder layer's learning rate is the one above it times D, the head at "
+                          "--learning_rate, the embeddings below the lowest layer (1.0 turns it off)."},
+    )
+    lora_r: int = field(default=8, metadata={"help": "--strategy lora: rank r of the LoRA update matrices."})
+    lora_alpha: int = field(default=16, metadata={"help": "--strategy lora: scaling alpha (update scaled by alpha/r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "--strategy lora: dropout on the LoRA input, [0, 1)."})
+    lora_target_modules: Optional[str] = field(
+        default=None,
+        metadata={"help": "--strategy lora / ia3: comma-separated Linear modules of the encoder layers that get "
+                          "adapters, matched by name suffix (default lora: query,value; ia3: key,value,output.dense)."},
+    )
+    merge_adapter: bool = field(
+        default=True,
+        metadata={"help": "--strategy lora / ia3: also merge the adapter into the weights and save a standard model "
+                          "folder that loads without peft (the adapter folder is always saved)."},
+    )
+    features_logreg_c: float = field(
+        default=1.0,
+        metadata={"help": "--strategy features: inverse L2 regularisation strength C of the logistic regression."},
+    )
+
+    def check_strategy_ranges(self, allowed: tuple[str, ...] = STRATEGIES) -> None:
+        """Range checks that need no model (K against the layer count and module names are checked on the model)."""
+        if self.strategy not in allowed:
+            why = " (features trains no network: scripts/finetune.py only)" if self.strategy in STRATEGIES else ""
+            raise ValueError(f"Unknown --strategy {self.strategy!r}{why}: expected one of {', '.join(allowed)}.")
+        if self.unfreeze_top_k < 1:
+            raise ValueError(f"--unfreeze_top_k must be >= 1, got {self.unfreeze_top_k} (use --strategy head_only "
+                             "to train the head alone).")
+        if self.gradual_unfreeze_every is not None and self.gradual_unfreeze_every <= 0:
+            raise ValueError(f"--gradual_unfreeze_every must be > 0 epochs, got {self.gradual_unfreeze_every}.")
+        _check_range("layerwise_lr_decay", self.layerwise_lr_decay, 0.0, 1.0, low_open=True)
+        if self.lora_r < 1:
+            raise ValueError(f"--lora_r must be >= 1, got {self.lora_r}.")
+        if self.lora_alpha <= 0:
+            raise ValueError(f"--lora_alpha must be > 0, got {self.lora_alpha}.")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}.")
+        if self.features_logreg_c <= 0:
+            raise ValueError(f"--features_logreg_c must be > 0, got {self.features_logreg_c}.")
+
+
 @dataclass
 class DataArguments:
     """Where the labelled texts come from and how they are split and tokenized."""
@@ -109,7 +175,7 @@ class NlpReuseTrainingArguments(TrainingArguments):
 
 
 @dataclass
-class FinetuneArguments(NlpReuseTrainingArguments):
+class FinetuneArguments(StrategyArguments, NlpReuseTrainingArguments):
     """Fine-tuning a pretrained encoder into a sequence classifier (the teacher, usually)."""
 
     model_name_or_path: str = field(
@@ -118,9 +184,13 @@ class FinetuneArguments(NlpReuseTrainingArguments):
                           "all-MiniLM-L6-v2 (offline)."},
     )
 
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_strategy_ranges()
+
 
 @dataclass
-class DistillationArguments(NlpReuseTrainingArguments):
+class DistillationArguments(StrategyArguments, NlpReuseTrainingArguments):
     """Knowledge distillation of a fine-tuned teacher classifier into a smaller student."""
 
     teacher_model_name_or_path: Optional[str] = field(
@@ -171,6 +241,11 @@ class DistillationArguments(NlpReuseTrainingArguments):
                           "runs, so training needs no teacher forward pass (logit KD only: hidden-state and "
                           "attention losses still run the live teacher)."},
     )
+    export: str = field(
+        default="none",
+        metadata={"help": "End the run with a deployable artefact: none | onnx | onnx_int8 (dynamic int8 with the "
+                          "accuracy guard; falls back to fp32 ONNX when int8 loses too much). Measured in the report."},
+    )
     run_baseline: bool = field(
         default=False,
         metadata={"help": "Also train the same student without the teacher (hard labels only) on the same budget."},
@@ -203,6 +278,8 @@ class DistillationArguments(NlpReuseTrainingArguments):
         for name in ("hidden_loss_weight", "attention_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}.")
+        if self.export not in ("none", "onnx", "onnx_int8"):
+            raise ValueError(f"--export must be none, onnx or onnx_int8, got {self.export!r}.")
         if self.teacher_dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(
                 f"--teacher_dtype must be auto, float32, bfloat16 or float16, got {self.teacher_dtype!r}."
@@ -210,3 +287,5 @@ class DistillationArguments(NlpReuseTrainingArguments):
         from .losses import get_hidden_loss
 
         get_hidden_loss(self.hidden_loss)
+        # The student trains through a Trainer, so the Trainer-free features strategy does not apply.
+        self.check_strategy_ranges(allowed=tuple(s for s in STRATEGIES if s != "features"))

@@ -19,6 +19,10 @@ from .modeling import (
     check_compatibility, classifier_labels, count_parameters, load_for_finetuning, load_student,
     load_teacher, load_tokenizer, num_layers, resolve_model_path, student_from_config, student_from_teacher_layers,
 )
+from .strategies import (
+    apply_strategy, check_strategy_combination, finetune_features, measure_training, save_trained_model,
+    strategy_summary, strategy_trainer_kwargs,
+)
 from .teacher_cache import attach_teacher_logits, load_or_compute
 from .trainers import DistillationTrainer, resolve_teacher_dtype
 
@@ -76,34 +80,44 @@ def _run_args(data_args: DataArguments, args: NlpReuseTrainingArguments) -> dict
 
 
 def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str = "") -> dict:
-    """Fine-tune `args.model_name_or_path` on the data; save a standard model folder with report.json in it."""
+    """Fine-tune `args.model_name_or_path` on the data under `args.strategy`; save a standard model folder with
+    report.json in it (lora/ia3: also OUT/adapter/; features: OUT/encoder/ + the fitted linear layer)."""
+    check_strategy_combination(args)
     out = prepare_output_dir(args.output_dir, args.overwrite_output_dir)
     splits, labels = load_splits(data_args)
     tokenizer = load_tokenizer(args.model_name_or_path)
     set_seed(args.seed)
-    model = load_for_finetuning(args.model_name_or_path, labels)
     tokenized = tokenize_splits(splits, tokenizer, data_args.max_length)
 
-    trainer = Trainer(
-        model=model, args=_trainer_args(args, out), train_dataset=tokenized["train"],
-        eval_dataset=tokenized["validation"], processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
-    )
-    train_result = trainer.train()
-    trainer.save_model(str(out))
-    validation = trainer.evaluate()
-    test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
-    if not trainer.is_world_process_zero():
-        return {}
+    if args.strategy == "features":
+        model, validation, test, cost = finetune_features(args, tokenized, labels, tokenizer, out)
+        if args.process_index != 0:
+            return {}
+    else:
+        applied = apply_strategy(load_for_finetuning(args.model_name_or_path, labels), args)
+        trainer = Trainer(
+            model=applied.model, args=_trainer_args(args, out), train_dataset=tokenized["train"],
+            eval_dataset=tokenized["validation"], processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+            **strategy_trainer_kwargs(applied, args),
+        )
+        with measure_training(args.device) as cost:
+            trainer.train()
+        cost.trainable_params, cost.total_params = applied.trainable_params, applied.total_params
+        model = save_trained_model(applied, trainer, out, out / "adapter", merge=args.merge_adapter)
+        validation = trainer.evaluate()
+        test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
+        if not trainer.is_world_process_zero():
+            return {}
     report = {
         "task": _task_entry(data_args, labels, splits),
         "model": model_entry(
-            trainer.model, test, out, tokenizer, splits["test"]["text"][: args.latency_samples],
+            model, test, out, tokenizer, splits["test"]["text"][: args.latency_samples],
             data_args.max_length, name_or_path=args.model_name_or_path, path=".",
             validation={k: validation[f"eval_{k}"] for k in ("accuracy", "macro_f1")},
-            train_runtime_s=round(train_result.metrics["train_runtime"], 2),
+            train_runtime_s=round(cost.train_runtime_s, 2),
         ),
-        "finetuning": {"strategy": "full", "num_train_epochs": args.num_train_epochs,
+        "finetuning": {**strategy_summary(args), **cost.as_dict(), "num_train_epochs": args.num_train_epochs,
                        "learning_rate": args.learning_rate, "per_device_train_batch_size":
                        args.per_device_train_batch_size, "seed": args.seed},
         "command": command,
@@ -136,8 +150,11 @@ def build_student(args: DistillationArguments, teacher: PreTrainedModel, teacher
 def run_distillation(data_args: DataArguments, args: DistillationArguments, command: str = "") -> dict:
     """Distill the teacher into the student (and, with --run_baseline, train the student without the teacher).
 
-    Writes RUN/student/ (and RUN/baseline/) model folders and RUN/report.json; returns the report.
+    Writes RUN/student/ (and RUN/baseline/) model folders and RUN/report.json; returns the report. With
+    --strategy lora/ia3 the adapters go to RUN/student_adapter/ (RUN/baseline_adapter/) and the merged models
+    to RUN/student/ (RUN/baseline/).
     """
+    check_strategy_combination(args)
     out = prepare_output_dir(args.output_dir, args.overwrite_output_dir)
     teacher_path = resolve_model_path(args.teacher_model_name_or_path)
     labels = classifier_labels(AutoConfig.from_pretrained(teacher_path))
@@ -150,6 +167,7 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     teacher = load_teacher(teacher_path, **model_kwargs)
     student, student_tokenizer = build_student(args, teacher, teacher_tokenizer, labels, **model_kwargs)
     check_compatibility(teacher, teacher_tokenizer, student, student_tokenizer)
+    applied = apply_strategy(student, args)
     tokenized = tokenize_splits(splits, teacher_tokenizer, data_args.max_length)
     collator = DataCollatorWithPadding(teacher_tokenizer)
     common = {"train_dataset": tokenized["train"], "eval_dataset": tokenized["validation"],
@@ -159,20 +177,30 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     cache_info = None
     if args.teacher_cache is not None:
         kd_train, cache_info = with_teacher_cache(args, teacher, kd_train, collator)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=_trainer_args(args, out / "student"),
-                                  **{**common, "train_dataset": kd_train})
-    trainer.train()
-    trainer.save_model(str(out / "student"))
+    trainer = DistillationTrainer(model=applied.model, teacher_model=teacher,
+                                  args=_trainer_args(args, out / "student"), **{**common, "train_dataset": kd_train},
+                                  **strategy_trainer_kwargs(applied, args))
+    with measure_training(args.device) as student_cost:
+        trainer.train()
+    student_cost.trainable_params, student_cost.total_params = applied.trainable_params, applied.total_params
+    student_model = save_trained_model(applied, trainer, out / "student", out / "student_adapter",
+                                       merge=args.merge_adapter)
     student_test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
     teacher_test = Trainer(model=teacher, args=_trainer_args(args, out / "student"), **common).predict(
         tokenized["test"], metric_key_prefix="test").metrics
 
-    baseline = baseline_test = None
+    baseline = baseline_test = baseline_cost = None
     if args.run_baseline:
         baseline, _ = build_student(args, teacher, teacher_tokenizer, labels, **model_kwargs)
-        baseline_trainer = Trainer(model=baseline, args=_trainer_args(args, out / "baseline"), **common)
-        baseline_trainer.train()
-        baseline_trainer.save_model(str(out / "baseline"))
+        baseline_applied = apply_strategy(baseline, args)
+        baseline_trainer = Trainer(model=baseline_applied.model, args=_trainer_args(args, out / "baseline"),
+                                   **common, **strategy_trainer_kwargs(baseline_applied, args))
+        with measure_training(args.device) as baseline_cost:
+            baseline_trainer.train()
+        baseline_cost.trainable_params = baseline_applied.trainable_params
+        baseline_cost.total_params = baseline_applied.total_params
+        baseline = save_trained_model(baseline_applied, baseline_trainer, out / "baseline", out / "baseline_adapter",
+                                      merge=args.merge_adapter)
         baseline_test = baseline_trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
 
     if not trainer.is_world_process_zero():
@@ -183,21 +211,27 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
         "task": _task_entry(data_args, labels, splits),
         "teacher": model_entry(teacher, teacher_test, teacher_path, name_or_path=args.teacher_model_name_or_path,
                                **entry),
-        "student": model_entry(trainer.model, student_test, out / "student", path="student", **entry),
+        "student": model_entry(student_model, student_test, out / "student", path="student", **entry),
     }
     if baseline is not None:
-        report["baseline"] = model_entry(baseline_trainer.model, baseline_test, out / "baseline", path="baseline",
+        report["baseline"] = model_entry(baseline, baseline_test, out / "baseline", path="baseline",
                                          **entry)
+    if args.export != "none":
+        report["artefacts"], report["export"] = export_student(out, args, splits, data_args.max_length)
     report["retention"] = round(report["student"]["test"]["accuracy"] / report["teacher"]["test"]["accuracy"], 4)
     report["distillation"] = {
         "temperature": args.temperature, "alpha": args.alpha, "hidden_loss_weight": args.hidden_loss_weight,
         "hidden_loss": args.hidden_loss, "attention_loss_weight": args.attention_loss_weight,
         "layer_map": [list(p) for p in trainer.layer_pairs], "student_init": student.config.nlp_reuse_init,
-        "strategy": "full", "num_train_epochs": args.num_train_epochs, "learning_rate": args.learning_rate,
+        "strategy": args.strategy, "strategy_config": strategy_summary(args),
+        "num_train_epochs": args.num_train_epochs, "learning_rate": args.learning_rate,
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "world_size": args.world_size, "seed": args.seed,
     }
+    report["training_cost"] = {"student": student_cost.as_dict()}
+    if baseline_cost is not None:
+        report["training_cost"]["baseline"] = baseline_cost.as_dict()
     if cache_info is not None:
         report["teacher_cache"] = cache_info
     report["command"] = command
@@ -210,6 +244,30 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
 
         print(f"Pushed to {push_from_training_args(str(out), args)}")
     return report
+
+
+def export_student(out: Path, args: DistillationArguments, splits, max_length: int) -> tuple[dict, dict]:
+    """ONNX (and int8, behind the accuracy guard) of RUN/student, measured on the test split like the others.
+
+    Returns the report entries of the artefacts and what the export decided (deliverable, guard, int8 op counts).
+    """
+    from .compress import export_model
+    from .compress.benchmark import benchmark_folder, report_entry
+
+    result = export_model(
+        out / "student", out, quantization="dynamic" if args.export == "onnx_int8" else "none",
+        validation_texts=splits["validation"]["text"], validation_labels=splits["validation"]["label"],
+        max_length=max_length, overwrite=args.overwrite_output_dir, seed=args.seed,
+    )
+    texts, labels = splits["test"]["text"], splits["test"]["label"]
+    artefacts = {}
+    for folder in filter(None, (result.onnx_dir, result.quantized_dir if not result.guard_triggered else None)):
+        row = benchmark_folder(folder, texts, labels, num_threads=torch.get_num_threads(), max_length=max_length,
+                               latency_calls=max(args.latency_samples, 1))
+        artefacts[Path(folder).name] = report_entry(row, path=Path(folder).name)
+    decision = {"deliverable": Path(result.deliverable).name, "guard_triggered": result.guard_triggered,
+                "guard": result.guard, "quantized_ops": result.quantized_ops, "isa": result.isa}
+    return artefacts, decision
 
 
 def with_teacher_cache(args: DistillationArguments, teacher: PreTrainedModel, train_dataset, collator):

@@ -134,3 +134,18 @@ def test_seed_benchmark_runs_each_seed_with_baseline(finetuned, tiny_data_dir, t
         report = json.loads((tmp_path / "seeds" / f"seed{seed}" / "report.json").read_text())
         assert report["distillation"]["seed"] == seed and "baseline" in report
     assert "mean ± std" in (tmp_path / "seeds" / "seeds_summary.md").read_text()
+
+
+def test_distill_with_export_onnx_int8_adds_measured_artefacts(finetuned, tiny_data_dir, tmp_path):
+    teacher, _ = finetuned
+    report = distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "run"),
+                           "--student_num_layers", "2", "--export", "onnx_int8", *data_flags(tiny_data_dir), *FAST])
+    assert (tmp_path / "run" / "onnx" / "model.onnx").is_file()
+    assert report["export"]["deliverable"] == "onnx_int8" and not report["export"]["guard_triggered"]
+    assert set(report["artefacts"]) == {"onnx", "onnx_int8"}
+    for name, entry in report["artefacts"].items():
+        assert set(entry) >= {"params", "size_mb", "test", "latency_ms", "path"}
+        assert entry["path"] == name
+    assert report["artefacts"]["onnx_int8"]["size_mb"] < report["artefacts"]["onnx"]["size_mb"]
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert saved["artefacts"] == report["artefacts"]
