@@ -14,6 +14,8 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
+from .hub import scrub_secrets
+
 
 class ConfigError(ValueError):
     """A --config file that cannot be used as it is."""
@@ -75,18 +77,6 @@ def command_line(script: str, argv: list[str] | None = None) -> str:
     except ValueError:
         pass  # run from elsewhere: keep the absolute path
     args = list(sys.argv[1:] if argv is None else argv)
-    return " ".join(["python", str(path), *map(shlex.quote, redact_secrets(args))])
+    # Tokens passed as flags must never reach a report or a card.
+    return scrub_secrets(" ".join(["python", str(path), *map(shlex.quote, args)]))
 
-
-def redact_secrets(args: list[str]) -> list[str]:
-    """Replace the values of token flags (--hub_token X, --hub_token=X) so they never reach a report or card."""
-    out = []
-    for i, arg in enumerate(args):
-        flag, eq, _ = arg.partition("=")
-        if flag.startswith("--") and "token" in flag and eq:
-            out.append(f"{flag}=<redacted>")
-        elif i > 0 and args[i - 1].startswith("--") and "token" in args[i - 1] and "=" not in args[i - 1]:
-            out.append("<redacted>")
-        else:
-            out.append(arg)
-    return out
