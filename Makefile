@@ -22,10 +22,15 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Fine-tune the embedded MiniLM teacher on TREC-6, distill it into a 3-layer student (+ no-KD baseline), export the
+# student to int8 ONNX behind the accuracy guard, and write the folder a Hub push would upload (card included).
 demo: install
+	rm -rf $(RUN_DIR)
 	$(PY) scripts/finetune.py --config configs/trec6_teacher.yaml --output_dir $(RUN_DIR)/teacher
-	$(PY) scripts/distill.py --config configs/trec6_distill.yaml \
+	$(PY) scripts/distill.py --config configs/trec6_distill.yaml --export onnx_int8 \
 		--teacher_model_name_or_path $(RUN_DIR)/teacher --output_dir $(RUN_DIR)/distill
+	$(PY) scripts/push.py --model_dir $(RUN_DIR)/distill --repo_id your-name/minilm-l3-trec6 \
+		--dry_run $(RUN_DIR)/upload
 
 test: install
 	$(PY) -m pytest -q
