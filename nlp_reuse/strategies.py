@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -40,6 +41,9 @@ from transformers.trainer_pt_utils import get_parameter_names
 
 from .config import STRATEGIES, StrategyArguments
 from .modeling import count_parameters, encoder_layers, resolve_model_path
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 logger = logging.getLogger(__name__)
 
@@ -166,14 +170,10 @@ class AppliedStrategy:
     model: PreTrainedModel
     trainable_params: int
     total_params: int
-    peft_model: object | None = None
+    peft_model: "PeftModel | None" = None
     # Top-first encoder layers that the gradual-unfreezing callback releases one at a time.
     unfreeze_order: list[nn.Module] = field(default_factory=list)
     unfreeze_every: float | None = None
-
-    @property
-    def trainable_fraction(self) -> float:
-        return self.trainable_params / self.total_params
 
 
 def apply_strategy(model: PreTrainedModel, args: StrategyArguments) -> AppliedStrategy:
@@ -206,7 +206,7 @@ def apply_strategy(model: PreTrainedModel, args: StrategyArguments) -> AppliedSt
     )
 
 
-def _attach_adapter(model: PreTrainedModel, args: StrategyArguments):
+def _attach_adapter(model: PreTrainedModel, args: StrategyArguments) -> "PeftModel":
     from peft import IA3Config, LoraConfig, get_peft_model
 
     targets = adapter_targets(model, target_module_names(args))
