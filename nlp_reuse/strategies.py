@@ -21,6 +21,7 @@ pooler when it has one (BERT's pooler feeds only the classifier).
 
 import json
 import logging
+import re
 import resource
 import sys
 import time
@@ -368,6 +369,9 @@ def _reset_peak_memory(device: torch.device) -> str:
 def _peak_memory_mb(device: torch.device, kind: str) -> float:
     if kind == "cuda_max_allocated":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    if kind == "cpu_peak_rss":  # the peak that clear_refs reset (ru_maxrss may also hold exited threads' peaks)
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE).group(1)) / 2**10
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
