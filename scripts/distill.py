@@ -6,6 +6,8 @@ Examples:
     accelerate launch scripts/distill.py --config configs/trec6_distill.yaml --teacher_model_name_or_path T
     python scripts/distill.py --dataset_name builtin:sms_spam --teacher_model_name_or_path T \\
         --student_num_layers 3 --temperature 2 --alpha 0.5 --run_baseline true --output_dir runs/sms
+    python scripts/distill.py --config configs/trec6_distill.yaml --teacher_model_name_or_path T \\
+        --strategy lora --learning_rate 1e-3 --teacher_cache runs/cache --export onnx_int8 --output_dir runs/d
 
 Writes OUTPUT_DIR/student/ (a standard model folder), OUTPUT_DIR/baseline/ (with --run_baseline true) and
 OUTPUT_DIR/report.json (teacher vs student vs baseline: accuracy, macro-F1, params, size, CPU latency).
