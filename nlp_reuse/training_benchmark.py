@@ -32,8 +32,8 @@ SHAPES = {
     "bert-base": (768, 12, 3072, 12, 6),
     "tiny": (32, 4, 64, 4, 2),  # for tests
 }
-VARIANTS = ("hand_finetune", "trainer_finetune", "hand_kd", "naive_trainer_kd", "nlp_reuse_live", "nlp_reuse_cached",
-            "nlp_reuse_compiled")
+VARIANTS = ("hand_finetune", "trainer_finetune", "hand_kd", "naive_trainer_kd", "nlp_reuse_live",
+            "nlp_reuse_bf16_teacher", "nlp_reuse_cached", "nlp_reuse_compiled")
 
 
 @dataclass
@@ -184,6 +184,8 @@ def run_variant(variant: str, spec: BenchSpec) -> dict:
                 dataset = dataset.add_column(LOGITS_COLUMN, logits.tolist())
             compile_args = ({"torch_compile": True, "torch_compile_backend": spec.compile_backend}
                             if variant == "nlp_reuse_compiled" else {})
+            if variant == "nlp_reuse_bf16_teacher":  # fp32 student, bf16 teacher weights (AMX / tensor cores)
+                compile_args["teacher_dtype"] = "bfloat16"
             trainer = DistillationTrainer(model=student, teacher_model=teacher,
                                           args=_trainer_args(spec, **distill, **compile_args),
                                           train_dataset=dataset, data_collator=default_data_collator, callbacks=[timer])
