@@ -27,6 +27,15 @@ _WORDS = {
 _FILLER = ["the", "movie", "was", "really", "quite", "a", "plot", "and", "acting", "story", "film", "it"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread; two threads fighting over two shared cores are many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_examples(n: int, seed: int) -> list[dict]:
     """Short synthetic sentences whose label is carried by one sentiment word."""
     rng = random.Random(seed)

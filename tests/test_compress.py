@@ -42,15 +42,6 @@ def _rows(n: int, seed: int) -> tuple[list[str], list[str]]:
     return [r["text"] for r in rows], [r["label"] for r in rows]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread; two threads on a busy shared CPU are 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained_dir(tiny_tokenizer_dir, tmp_path_factory):
     """A 2-layer hidden-32 classifier trained to ~100% on the synthetic task, so accuracy drops are visible."""

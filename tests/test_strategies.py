@@ -34,15 +34,6 @@ FAST = ["--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--late
 HEAD = ("classifier.", "bert.pooler.")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than fighting over shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def data_flags(data_dir):
     return ["--train_file", str(data_dir / "train.jsonl"), "--validation_file", str(data_dir / "validation.jsonl"),
             "--test_file", str(data_dir / "test.jsonl")]
