@@ -52,10 +52,11 @@ class CompareArguments:
                 rate = float(value)
             except ValueError:
                 rate = -1.0
-            if name.strip() not in self.strategy_list or rate <= 0:
+            # Rates for strategies not run this time are allowed: one config can serve a sweep and a single rerun.
+            if name.strip() not in STRATEGIES or rate <= 0:
                 raise ValueError(
                     f"--strategy_learning_rates entries must look like STRATEGY=RATE with a strategy from "
-                    f"--strategies ({', '.join(self.strategy_list)}) and a rate > 0; got {item!r}."
+                    f"{', '.join(STRATEGIES)} and a rate > 0; got {item!r}."
                 )
             self.learning_rates[name.strip()] = rate
 

@@ -361,7 +361,12 @@ def test_unknown_strategy_is_refused(tmp_path):
     with pytest.raises(ValueError, match="--strategies must list distinct strategies"):
         compare_strategies.CompareArguments(strategies="full,lora,adapterz")
     with pytest.raises(ValueError, match="STRATEGY=RATE"):
-        compare_strategies.CompareArguments(strategies="full,lora", strategy_learning_rates="head_only=1e-3")
+        compare_strategies.CompareArguments(strategies="full,lora", strategy_learning_rates="adapterz=1e-3")
+    with pytest.raises(ValueError, match="STRATEGY=RATE"):
+        compare_strategies.CompareArguments(strategies="full,lora", strategy_learning_rates="lora=-1")
+    # A rate for a strategy not run this time is fine (one config serves the sweep and a single rerun).
+    rerun = compare_strategies.CompareArguments(strategies="lora", strategy_learning_rates="head_only=2e-3,lora=1e-3")
+    assert rerun.learning_rates == {"head_only": 2e-3, "lora": 1e-3}
 
 
 @pytest.mark.parametrize("decay", [0.0, -0.5, 1.5])
