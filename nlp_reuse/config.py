@@ -49,7 +49,7 @@ class StrategyArguments:
     lora_target_modules: Optional[str] = field(
         default=None,
         metadata={"help": "--strategy lora / ia3: comma-separated Linear modules of the encoder layers that get "
-                          "adapters, matched by name suffix (default lora: query,value; ia3: key,value,output.dense)."},
+                          "adapters, matched by name suffix (default lora: query,key,value,dense, i.e. every Linear of the layers; ia3: key,value,output.dense)."},
     )
     merge_adapter: bool = field(
         default=True,

@@ -79,8 +79,9 @@ EXPECTED_TRAINABLE = {
     "full": lambda n: True,
     "head_only": lambda n: n.startswith(HEAD),
     "partial": lambda n: n.startswith(HEAD + ("bert.encoder.layer.2.", "bert.encoder.layer.3.")),
-    # Adapters on query/value, the head's trainable copies; the original head stays frozen.
-    "lora": lambda n: (".lora_" in n and (".query." in n or ".value." in n)) or ".modules_to_save." in n,
+    # Adapters on every Linear of the layers (the default targets), the head's trainable copies; the original head
+    # stays frozen.
+    "lora": lambda n: (".lora_" in n and ".encoder.layer." in n) or ".modules_to_save." in n,
     "ia3": lambda n: (".ia3_l." in n and any(f".{m}." in n for m in ("key", "value", "output.dense")))
                      or ".modules_to_save." in n,
 }
@@ -207,7 +208,7 @@ def test_lora_finetune_report_and_folders(lora_teacher):
     out, report = lora_teacher
     assert json.loads((out / "report.json").read_text()) == report
     ft = report["finetuning"]
-    assert ft["strategy"] == "lora" and ft["lora_r"] == 4 and ft["target_modules"] == ["query", "value"]
+    assert ft["strategy"] == "lora" and ft["lora_r"] == 4 and ft["target_modules"] == ["query", "key", "value", "dense"]
     assert 0 < ft["trainable_params"] < ft["total_params"]
     assert ft["trainable_fraction"] == pytest.approx(ft["trainable_params"] / ft["total_params"], abs=1e-6)
     assert ft["train_runtime_s"] > 0 and ft["peak_memory_mb"] > 0 and ft["peak_memory_kind"].startswith("cpu")
@@ -265,6 +266,7 @@ def test_distill_lora_student_from_a_lora_teacher(lora_teacher, tiny_data_dir, t
     out = tmp_path / "run"
     report = distill.main(["--teacher_model_name_or_path", str(teacher_dir), "--output_dir", str(out),
                            "--student_num_layers", "2", "--strategy", "lora", "--lora_r", "2",
+                           "--lora_target_modules", "query,value",
                            "--learning_rate", "5e-3", "--hidden_loss_weight", "1.0", "--run_baseline", "true",
                            *data_flags(tiny_data_dir), *FAST])
     assert report["distillation"]["strategy"] == "lora"
