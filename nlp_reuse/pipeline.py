@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, Trainer, set_seed
 
 from .config import DataArguments, DistillationArguments, FinetuneArguments, NlpReuseTrainingArguments
@@ -92,7 +93,7 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
     if args.strategy == "features":
         model, validation, test, cost = finetune_features(args, tokenized, labels, tokenizer, out)
         if args.process_index != 0:
-            return {}
+            return _other_ranks_done()
     else:
         applied = apply_strategy(load_for_finetuning(args.model_name_or_path, labels), args)
         trainer = Trainer(
@@ -108,7 +109,7 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
         validation = trainer.evaluate()
         test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
         if not trainer.is_world_process_zero():
-            return {}
+            return _other_ranks_done()
     report = {
         "task": _task_entry(data_args, labels, splits),
         "model": model_entry(
@@ -126,7 +127,20 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
     write_json(out / "report.json", report)
     write_json(out / "run_args.json", _run_args(data_args, args))
     print(format_table(report))
+    PartialState().wait_for_everyone()
     return report
+
+
+def _other_ranks_done() -> dict:
+    """Non-main ranks wait for the main one to finish its report: a rank that exits early can abort gloo."""
+    PartialState().wait_for_everyone()
+    return {}
+
+
+def release_distributed() -> None:
+    """End of a script: tear the process group down on every rank (call once, when no run follows)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _task_entry(data_args: DataArguments, labels: list[str], splits) -> dict:
@@ -204,7 +218,7 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
         baseline_test = baseline_trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
 
     if not trainer.is_world_process_zero():
-        return {}
+        return _other_ranks_done()
     texts = splits["test"]["text"][: args.latency_samples]
     entry = {"tokenizer": teacher_tokenizer, "latency_texts": texts, "max_length": data_args.max_length}
     report = {
@@ -243,6 +257,7 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
         from .hub import push_from_training_args
 
         print(f"Pushed to {push_from_training_args(str(out), args)}")
+    PartialState().wait_for_everyone()
     return report
 
 

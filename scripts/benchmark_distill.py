@@ -16,7 +16,7 @@ from pathlib import Path
 from nlp_reuse.cli import command_line, make_parser, parse_args
 from nlp_reuse.config import DataArguments, DistillationArguments
 from nlp_reuse.evaluation import format_seed_table, summarize_seeds, write_json
-from nlp_reuse.pipeline import prepare_output_dir, run_distillation
+from nlp_reuse.pipeline import prepare_output_dir, release_distributed, run_distillation
 
 
 @dataclass
@@ -50,3 +50,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
+    release_distributed()

@@ -21,7 +21,7 @@ from typing import Optional
 from nlp_reuse.cli import command_line, make_parser, parse_args
 from nlp_reuse.config import STRATEGIES, DataArguments, FinetuneArguments
 from nlp_reuse.evaluation import write_json
-from nlp_reuse.pipeline import prepare_output_dir, run_finetune
+from nlp_reuse.pipeline import prepare_output_dir, release_distributed, run_finetune
 from nlp_reuse.strategies import format_strategy_table, strategy_row
 
 
@@ -99,3 +99,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 if __name__ == "__main__":
     main()
+    release_distributed()

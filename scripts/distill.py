@@ -15,7 +15,7 @@ OUTPUT_DIR/report.json (teacher vs student vs baseline: accuracy, macro-F1, para
 
 from nlp_reuse.cli import command_line, make_parser, parse_args
 from nlp_reuse.config import DataArguments, DistillationArguments
-from nlp_reuse.pipeline import run_distillation
+from nlp_reuse.pipeline import release_distributed, run_distillation
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -28,3 +28,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
+    release_distributed()

@@ -12,7 +12,7 @@ Examples:
 
 from nlp_reuse.cli import command_line, make_parser, parse_args
 from nlp_reuse.config import DataArguments, FinetuneArguments
-from nlp_reuse.pipeline import run_finetune
+from nlp_reuse.pipeline import release_distributed, run_finetune
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -25,3 +25,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
+    release_distributed()

@@ -14,6 +14,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 from nlp_reuse.config import DataArguments, DistillationArguments
 from nlp_reuse.data import load_splits, tokenize_splits
 from nlp_reuse.modeling import load_teacher, student_from_config
+from nlp_reuse.pipeline import release_distributed
 from nlp_reuse.trainers import DistillationTrainer
 
 
@@ -42,7 +43,9 @@ def main(teacher_dir: str, data_dir: str, out_dir: str) -> None:
     (out / f"rank{rank}.json").write_text(json.dumps({
         "world_size": trainer.args.world_size, "distributed_type": str(trainer.accelerator.distributed_type),
         "global_step": trainer.state.global_step, "train_loss": result.training_loss}))
+    trainer.accelerator.wait_for_everyone()  # no rank exits while another still talks to it
 
 
 if __name__ == "__main__":
     main(*sys.argv[1:4])
+    release_distributed()
