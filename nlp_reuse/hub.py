@@ -353,7 +353,8 @@ def _card_context(run_dir: Path, report: dict, repo_id: str | None, base_model: 
     ci95 = 1.96 * math.sqrt(accuracy * (1 - accuracy) / num_test) if num_test > 0 else float("nan")
     dataset = describe_dataset(task["dataset"])
     teacher_name = teacher["name_or_path"]
-    base_model = base_model or resolve_base_model(teacher_name)
+    # local_path is absolute (recorded at distillation time), so the card does not depend on the current directory.
+    base_model = base_model or resolve_base_model(teacher.get("local_path") or teacher_name)
     return {
         "model_name": repo_id.split("/")[-1] if repo_id else "nlp_reuse student",
         "model_ref": repo_id or "path/to/this/folder",

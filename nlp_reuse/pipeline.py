@@ -224,7 +224,8 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     report = {
         "task": _task_entry(data_args, labels, splits),
         "teacher": model_entry(teacher, teacher_test, teacher_path, name_or_path=args.teacher_model_name_or_path,
-                               **entry),
+                               **({"local_path": str(Path(teacher_path).resolve())} if Path(teacher_path).is_dir()
+                                  else {}), **entry),
         "student": model_entry(student_model, student_test, out / "student", path="student", **entry),
     }
     if baseline is not None:

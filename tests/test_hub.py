@@ -493,3 +493,15 @@ def test_standin_binds_loopback_and_bounds_requests():
         endpoint = server.endpoint
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{endpoint}/api/unknown", timeout=2)
+
+
+def test_base_model_of_a_relative_local_teacher_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    from nlp_reuse.hub import resolve_base_model
+
+    teacher = tmp_path / "runs" / "teacher"
+    teacher.mkdir(parents=True)
+    (teacher / "report.json").write_text(json.dumps({"model": {"name_or_path": "builtin:minilm"}}))
+    monkeypatch.chdir(tmp_path)
+    assert resolve_base_model("runs/teacher") == "sentence-transformers/all-MiniLM-L6-v2"
+    monkeypatch.chdir(tmp_path.parent)  # elsewhere the relative path means something else; local_path does not
+    assert resolve_base_model(str(teacher.resolve())) == "sentence-transformers/all-MiniLM-L6-v2"

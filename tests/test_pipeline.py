@@ -69,6 +69,7 @@ def test_distill_report_has_every_field(distilled):
         assert set(entry["test"]) == {"accuracy", "macro_f1"}
         assert entry["latency_ms"] > 0 and entry["size_mb"] > 0
     assert report["teacher"]["num_layers"] == 4 and report["student"]["num_layers"] == 2
+    assert Path(report["teacher"]["local_path"]).is_absolute()  # the card finds the teacher from any directory
     assert report["student"]["params"] < report["teacher"]["params"]
     assert report["retention"] == pytest.approx(
         report["student"]["test"]["accuracy"] / report["teacher"]["test"]["accuracy"], abs=1e-4)
