@@ -4,6 +4,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+import torch
 from transformers import TrainingArguments
 
 BUILTIN_TEACHER = "builtin:minilm"
@@ -169,6 +170,8 @@ class NlpReuseTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.output_dir is None:
             raise ValueError("--output_dir is required: the folder where the model and report.json are written.")
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; on CPU it only warns every epoch
         super().__post_init__()
         if self.latency_samples < 0:
             raise ValueError(f"--latency_samples must be >= 0, got {self.latency_samples}.")
