@@ -11,7 +11,6 @@ from nlp_reuse.compress.artifacts import (
     load_classifier,
     load_tokenizer,
     prepare_output_dir,
-    weights_size_mb,
 )
 from nlp_reuse.compress.benchmark import (
     BenchmarkRow,
@@ -74,6 +73,5 @@ __all__ = [
     "run_benchmark",
     "save_low_rank_model",
     "set_num_threads",
-    "weights_size_mb",
     "write_benchmark",
 ]

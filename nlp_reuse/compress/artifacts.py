@@ -173,17 +173,6 @@ def create_ort_session(onnx_path: str | Path, num_threads: int | None = None):
         )) from err
 
 
-def weights_size_mb(folder: str | Path) -> float:
-    """Size on disk of the model weights in a folder, in MB: `nlp_reuse.evaluation.size_on_disk_mb`, plus the
-    weight file of low-rank folders (which that function does not know)."""
-    from nlp_reuse.evaluation import size_on_disk_mb
-
-    low_rank = Path(folder) / LOW_RANK_WEIGHTS_NAME
-    if low_rank.is_file():
-        return low_rank.stat().st_size / 1e6
-    return size_on_disk_mb(folder)
-
-
 def write_compression_info(folder: Path, info: dict[str, Any]) -> None:
     (folder / COMPRESSION_INFO_NAME).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 

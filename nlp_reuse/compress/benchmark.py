@@ -25,10 +25,10 @@ from nlp_reuse.compress.artifacts import (
     format_error,
     load_classifier,
     read_compression_info,
-    weights_size_mb,
 )
 from nlp_reuse.compress.onnx_export import OnnxClassifier
-from nlp_reuse.evaluation import classification_metrics, environment, measure_latency
+from nlp_reuse.evaluation import classification_metrics, environment, measure_latency, size_on_disk_mb
+from nlp_reuse.modeling import count_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class TorchClassifier:
     __call__ = logits
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
+        return count_parameters(self.model)
 
 
 def onnx_num_parameters(onnx_path: str | Path) -> int:
@@ -151,7 +151,7 @@ def benchmark_folder(folder: str | Path, texts: list[str], labels: list, *, name
               else predictor.num_parameters())
     return BenchmarkRow(
         name=name or folder.name, path=str(folder), variant=describe_variant(folder, config),
-        accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], size_mb=round(weights_size_mb(folder), 3),
+        accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], size_mb=round(size_on_disk_mb(folder), 3),
         params=params, num_layers=int(config.num_hidden_layers), latency_b1_p50_ms=single["p50_ms"],
         latency_b1_p95_ms=single["p95_ms"], throughput_b32_per_s=batched["throughput"], num_threads=num_threads,
         num_examples=len(texts),

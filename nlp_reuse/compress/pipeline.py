@@ -26,13 +26,11 @@ from nlp_reuse.compress.artifacts import (
     format_error,
     load_classifier,
     prepare_output_dir,
-    weights_size_mb,
     write_compression_info,
 )
 from nlp_reuse.compress.low_rank import apply_low_rank, save_low_rank_model
 from nlp_reuse.compress.onnx_export import OPTIMIZATION_LEVELS, check_onnx_parity, export_onnx, optimize_onnx
 from nlp_reuse.compress.prune import (
-    count_parameters,
     magnitude_prune,
     make_pruning_permanent,
     prune_heads_by_importance,
@@ -48,6 +46,8 @@ from nlp_reuse.compress.quantize import (
     quantize_static,
 )
 from nlp_reuse.compress.labels import encode_labels
+from nlp_reuse.evaluation import size_on_disk_mb
+from nlp_reuse.modeling import count_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def export_model(
         write_compression_info(pytorch_dir, {**compression, "format": "pytorch", "precision": "fp32"})
 
     onnx_dir = export_onnx(model, tokenizer, output / "onnx", overwrite=overwrite, compression=compression)
-    sizes = {} if pytorch_dir is None else {"pytorch": weights_size_mb(pytorch_dir)}
+    sizes = {} if pytorch_dir is None else {"pytorch": size_on_disk_mb(pytorch_dir)}
     deliverable, kind, quantized_dir, guard, used_isa, ops = onnx_dir, "onnx", None, None, None, None
     quantize_optimization = None
     with tempfile.TemporaryDirectory(prefix="nlp_reuse_quant_src_") as tmp:
@@ -267,14 +267,14 @@ def export_model(
     # O3's GELU approximation moves logits by ~1e-3; anything far beyond that is a broken export.
     if parity > (1e-2 if optimize == "O3" else 1e-3):
         logger.warning("ONNX logits differ from PyTorch by up to %.3g on %d texts.", parity, len(parity_texts))
-    sizes["onnx"] = weights_size_mb(onnx_dir)
+    sizes["onnx"] = size_on_disk_mb(onnx_dir)
 
     if quantization != "none":
         target = output / "onnx_int8"
         ops = count_quantized_ops(target / "model.onnx")
         guard = accuracy_guard(onnx_dir, target, list(validation_texts), val_ids,
                                max_accuracy_drop=max_accuracy_drop, max_length=max_length)
-        sizes["onnx_int8"] = weights_size_mb(target)
+        sizes["onnx_int8"] = size_on_disk_mb(target)
         if guard.triggered:
             quantized_dir = output / "onnx_int8_rejected"
             target.rename(quantized_dir)

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from nlp_reuse.compress.artifacts import format_error
+from nlp_reuse.modeling import count_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -110,10 +111,6 @@ class HeadPruningReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def prune_heads_by_importance(model: nn.Module, tokenizer, texts: list[str], labels: list[int] | None, fraction: float,
@@ -206,7 +203,6 @@ def recovery_finetune(model: nn.Module, tokenizer, texts: list[str], labels: lis
 __all__ = [
     "HeadPruningReport",
     "compute_head_importance",
-    "count_parameters",
     "magnitude_prune",
     "make_pruning_permanent",
     "prune_heads_by_importance",
