@@ -69,14 +69,22 @@ def _config_path(args: list[str]) -> str | None:
     return known.config
 
 
-def command_line(script: str, argv: list[str] | None = None) -> str:
-    """The command that reproduces this run, for reports and model cards (`argv` defaults to sys.argv[1:])."""
-    path = Path(script).resolve()
-    try:
-        path = path.relative_to(Path.cwd())
-    except ValueError:
-        pass  # run from elsewhere: keep the absolute path
+def command_line(command: str, argv: list[str] | None = None) -> str:
+    """The command that reproduces this run, for reports and model cards (`argv` defaults to sys.argv[1:]).
+
+    A run started from a checkout's `scripts/<name>.py` is recorded as that script; every other start (the
+    `nlp-reuse` console command, `python -m`, `accelerate launch -m`) as `nlp-reuse <command>`.
+    """
+    entry = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if entry is not None and entry.suffix == ".py" and entry.parent.name == "scripts":
+        path = entry.resolve()
+        try:
+            path = path.relative_to(Path.cwd())
+        except ValueError:
+            pass  # run from elsewhere: keep the absolute path
+        prefix = ["python", str(path)]
+    else:
+        prefix = ["nlp-reuse", command]
     args = list(sys.argv[1:] if argv is None else argv)
     # Tokens passed as flags must never reach a report or a card.
-    return scrub_secrets(" ".join(["python", str(path), *map(shlex.quote, args)]))
-
+    return scrub_secrets(" ".join([*prefix, *map(shlex.quote, args)]))

@@ -5,11 +5,12 @@ optionally ``baseline/``, ``onnx/`` and ``onnx_int8/``. Only the deliverable shi
 the repo root, each ONNX folder as a subfolder, the model card (``README.md``) and the report and run arguments
 with secrets scrubbed. Checkpoints, optimizer states, projections and the baseline stay home.
 
-The card is data + template (``model_cards/student_card.md.j2``): every number in it is read from
+The card is data + template (``nlp_reuse/model_cards/student_card.md.j2``, shipped as package data): every number in it is read from
 ``report.json`` or the student's ``config.json``; none is typed here.
 """
 
 import fnmatch
+import importlib.resources
 import json
 import logging
 import math
@@ -28,7 +29,8 @@ from huggingface_hub.utils import validate_repo_id
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_cards" / "student_card.md.j2"
+# Package data: found through the package, so a wheel install renders the same card as a checkout.
+TEMPLATE_RESOURCE = ("model_cards", "student_card.md.j2")
 
 # Allowlists, not blocklists: whatever a trainer leaves beside the model (optimizer.pt, training_args.bin,
 # checkpoint-*/, projections, rng states) is never uploaded by accident.
@@ -101,6 +103,13 @@ _SECRET_FLAG = re.compile(r"(--[\w-]*(?:token|api_key|password|secret)(?:=|\s+))
 _HF_TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{20,}")
 REDACTED = "<redacted>"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+def read_card_template(template_path: str | Path | None = None) -> str:
+    """The model-card template's text: `template_path`, or the one packaged in ``nlp_reuse/model_cards/``."""
+    if template_path is not None:
+        return Path(template_path).read_text(encoding="utf-8")
+    return importlib.resources.files("nlp_reuse").joinpath(*TEMPLATE_RESOURCE).read_text(encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -422,7 +431,7 @@ def _card_data(context: dict, report: dict, license: str, language: str) -> Mode
 
 def render_model_card(run_dir: str | Path, *, repo_id: str | None = None, license: str = "apache-2.0",
                       language: str = "en", base_model: str | None = None,
-                      template_path: str | Path = TEMPLATE_PATH) -> str:
+                      template_path: str | Path | None = None) -> str:
     """Render the model card (README.md text) of a run folder from its report.json and student config.
 
     Args:
@@ -431,17 +440,17 @@ def render_model_card(run_dir: str | Path, *, repo_id: str | None = None, licens
         license, language: front-matter values (the Hub's license identifiers and ISO 639-1 codes).
         base_model: Hub id of the model the student derives from; defaults to :func:`resolve_base_model` of the
             teacher, and is left out when that is unknown (the Hub rejects local paths there).
-        template_path: Jinja2 template; ``{{ card_data }}`` is the YAML front matter.
+        template_path: a Jinja2 template file to use instead of the packaged one; ``{{ card_data }}`` is the YAML
+            front matter.
     """
     run_dir = Path(run_dir)
     report = load_run_report(run_dir)
     context = _card_context(run_dir, report, repo_id, base_model, _onnx_folders(run_dir))
     card_data = _card_data(context, report, license, language)
     template = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(template_path).parent)),
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
         autoescape=False,  # Markdown, not HTML
-    ).get_template(Path(template_path).name)
+    ).from_string(read_card_template(template_path))
     text = template.render(card_data=card_data.to_yaml(), **context)
     ModelCard(text)  # parses the front matter the way the Hub client does; raises on malformed YAML
     return text
@@ -564,7 +573,7 @@ def _resolve_endpoint() -> str:
 
 
 def _check_online() -> None:
-    if constants.HF_HUB_OFFLINE:
+    if constants.is_offline_mode():
         raise ConnectionError(
             "Expected online mode to push; found HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) set, which the Makefile and "
             "the tests set by default. Fix: run the push with HF_HUB_OFFLINE=0, or use --dry_run OUT to only write "

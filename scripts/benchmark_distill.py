@@ -1,52 +1,11 @@
 #!/usr/bin/env python
 """Distillation over several seeds: teacher vs KD student vs no-KD baseline, mean and spread.
 
-Takes every flag of scripts/distill.py (or --config), plus --seeds. Each seed is a full distill run (with the
-baseline) written to OUTPUT_DIR/seed{N}/; the table and OUTPUT_DIR/seeds_summary.json hold the comparison.
-
-Example:
-    python scripts/benchmark_distill.py --config configs/trec6_distill.yaml \\
-        --teacher_model_name_or_path runs/demo/teacher --output_dir runs/seeds --seeds 1,2,3
+A checkout's entry point; installed users run `nlp-reuse benchmark-distill` (see nlp_reuse/commands/benchmark_distill.py).
 """
 
-import copy
-from dataclasses import dataclass, field
-from pathlib import Path
-
-from nlp_reuse.cli import command_line, make_parser, parse_args
-from nlp_reuse.config import DataArguments, DistillationArguments
-from nlp_reuse.evaluation import format_seed_table, summarize_seeds, write_json
-from nlp_reuse.pipeline import prepare_output_dir, release_distributed, run_distillation
-
-
-@dataclass
-class SeedArguments:
-    seeds: str = field(default="1,2,3", metadata={"help": "Comma-separated training seeds, one full run each."})
-
-    def __post_init__(self):
-        try:
-            self.seed_list = [int(s) for s in self.seeds.split(",")]
-        except ValueError as err:
-            raise ValueError(f"--seeds must be comma-separated integers such as 1,2,3, got {self.seeds!r}.") from err
-
-
-def main(argv: list[str] | None = None) -> dict:
-    parser = make_parser((DataArguments, DistillationArguments, SeedArguments), __doc__)
-    data_args, distill_args, seed_args = parse_args(parser, argv)
-    root = prepare_output_dir(distill_args.output_dir, distill_args.overwrite_output_dir)
-    reports = {}
-    for seed in seed_args.seed_list:
-        run_args = copy.copy(distill_args)
-        run_args.seed, run_args.output_dir, run_args.run_baseline = seed, str(root / f"seed{seed}"), True
-        reports[seed] = run_distillation(data_args, run_args, command=command_line(__file__, argv))
-    summary = summarize_seeds(reports)
-    table = format_seed_table(reports, summary)
-    write_json(Path(root) / "seeds_summary.json", {**summary, "command": command_line(__file__, argv)})
-    (Path(root) / "seeds_summary.md").write_text(table + "\n")
-    print(table)
-    print(f"Per-seed runs and seeds_summary.json written to {root}")
-    return summary
-
+from nlp_reuse.commands.benchmark_distill import main
+from nlp_reuse.pipeline import release_distributed
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
 
 from conftest import LABELS, build_tiny_bert, make_examples
 from nlp_reuse.compress.artifacts import check_model_dir, create_ort_session, load_classifier, prepare_output_dir
@@ -77,22 +77,37 @@ def wide_dir(tiny_tokenizer_dir, tmp_path_factory):
 # ------------------------------------------------------------------------------------------------------ export
 
 
-def test_onnx_logits_match_pytorch_and_folder_loads_in_optimum_and_onnxruntime(trained_dir, trained_onnx):
-    from optimum.onnxruntime import ORTModelForSequenceClassification
-
+def test_onnx_logits_match_pytorch_and_folder_has_the_optimum_layout(trained_dir, trained_onnx):
     model, tokenizer = load_classifier(trained_dir)
     reference = torch_logits(model, tokenizer, TEXTS)
     exported = onnx_logits(OnnxClassifier(trained_onnx), TEXTS)
     assert np.abs(reference - exported).max() < 1e-4
 
-    ort_model = ORTModelForSequenceClassification.from_pretrained(trained_onnx)
-    assert ort_model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
-    enc = AutoTokenizer.from_pretrained(trained_onnx)(TEXTS, padding=True, return_tensors="pt")
-    assert np.abs(ort_model(**enc).logits.numpy() - reference).max() < 1e-4
-
+    # What ORTModelForSequenceClassification.from_pretrained reads: one model.onnx with Optimum's input and output
+    # names and dynamic axes, config.json with the labels, the tokenizer files.
+    assert sorted(p.name for p in trained_onnx.glob("*.onnx")) == ["model.onnx"]
+    assert AutoConfig.from_pretrained(trained_onnx).id2label == {0: "negative", 1: "neutral", 2: "positive"}
+    graph = onnx.load(str(trained_onnx / "model.onnx")).graph
+    dims = {i.name: [d.dim_param for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert dims == {name: ["batch_size", "sequence_length"]
+                    for name in ("input_ids", "attention_mask", "token_type_ids")}
+    assert [o.name for o in graph.output] == ["logits"]
+    enc = AutoTokenizer.from_pretrained(trained_onnx)(TEXTS, padding=True, return_tensors="np")
     session = create_ort_session(trained_onnx / "model.onnx", num_threads=1)
-    assert {i.name for i in session.get_inputs()} == {"input_ids", "attention_mask", "token_type_ids"}
+    (plain,) = session.run(["logits"], {name: enc[name].astype(np.int64) for name in dims})
+    assert np.abs(plain - reference).max() < 1e-4
     assert json.loads((trained_onnx / "compression.json").read_text())["precision"] == "fp32"
+
+
+def test_export_takes_only_the_inputs_the_model_accepts(trained_dir, tmp_path):
+    """A tokenizer without token_type_ids (RoBERTa-style) gives a graph without that input, like Optimum's."""
+    model, tokenizer = load_classifier(trained_dir)
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    folder = export_onnx(model, tokenizer, tmp_path / "onnx")
+    session = create_ort_session(folder / "model.onnx", num_threads=1)
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
+    with pytest.raises(ValueError, match=r"(?s)Unknown ONNX exporter.*one of \['torch'\]"):
+        export_onnx(model, tokenizer, tmp_path / "other", exporter="optimum")
 
 
 @pytest.mark.parametrize("level", ["O1", "O2", "O3"])

@@ -14,7 +14,7 @@ import torch
 import yaml
 from conftest import build_tiny_bert
 from huggingface_hub import HfApi, ModelCard, constants
-from huggingface_hub.utils import reset_sessions
+from huggingface_hub.utils import close_session
 from hub_standin import HubStandIn
 
 from nlp_reuse.hub import (
@@ -119,13 +119,13 @@ def hub(monkeypatch):
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(proxy, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    reset_sessions()  # sessions cached while offline mode was on refuse every request
+    close_session()  # a client cached from another test must not carry its state over
     with HubStandIn(TOKEN) as server:
         # What `HF_ENDPOINT=... python ...` gives: huggingface_hub reads the variable once, at import.
         monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
         monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
         yield server
-    reset_sessions()
+    close_session()
 
 
 def split_card(card: str) -> tuple[dict, str]:

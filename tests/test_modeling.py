@@ -77,8 +77,8 @@ def test_label_mismatch_is_refused(teacher, tiny_teacher_dir, tiny_tokenizer_dir
 
 
 def test_vocab_mismatch_is_refused(teacher, tiny_teacher_dir, tmp_path):
-    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\n")
-    other_tok = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"]
+    other_tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)})
     tok = AutoTokenizer.from_pretrained(tiny_teacher_dir)
     with pytest.raises(ModelError, match=r"tokenizers differ \(vocabulary sizes \d+ vs 7"):
         check_compatibility(teacher, tok, student_from_teacher_layers(teacher, 2), other_tok)

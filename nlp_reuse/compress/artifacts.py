@@ -102,7 +102,8 @@ def load_tokenizer(folder: str | Path):
 
 
 def load_classifier(model_dir: str | Path):
-    """(model, tokenizer) from a checked model folder; low-rank folders are rebuilt with their thin layers.
+    """(model, tokenizer) from a checked model folder; low-rank and head-pruned folders are rebuilt with their
+    thin layers and smaller attention.
 
     The model is returned in eval mode on CPU.
     """
@@ -114,6 +115,10 @@ def load_classifier(model_dir: str | Path):
         from nlp_reuse.compress.low_rank import load_low_rank_model
 
         model = load_low_rank_model(folder)
+    elif json.loads((folder / "config.json").read_text()).get("pruned_heads"):
+        from nlp_reuse.compress.prune import load_pruned_model
+
+        model = load_pruned_model(folder)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
     return model.eval(), tokenizer

@@ -192,7 +192,9 @@ def load_low_rank_model(folder: str | Path) -> nn.Module:
                                              "re-run scripts/export.py --low_rank_ratio ... --overwrite"))
     layout = json.loads((folder / LOW_RANK_INFO_NAME).read_text())["layers"]
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_config(config)
+    from nlp_reuse.compress.prune import apply_pruned_heads
+
+    model = apply_pruned_heads(AutoModelForSequenceClassification.from_config(config))
     for name, spec in layout.items():
         _set_module(model, name, LowRankLinear(spec["in_features"], spec["out_features"], spec["rank"],
                                                bias=spec["bias"]))

@@ -1,13 +1,23 @@
-"""ONNX export (Optimum), ONNX Runtime graph optimization, and an onnxruntime classifier wrapper.
+"""ONNX export (`torch.onnx`), ONNX Runtime graph optimization, and an onnxruntime classifier wrapper.
 
 An ONNX folder written here holds `model.onnx`, `config.json` (with the label names), the tokenizer files and a
-`compression.json`; Optimum's `ORTModelForSequenceClassification.from_pretrained(folder)` and a plain
-`onnxruntime.InferenceSession(folder / "model.onnx")` both load it.
+`compression.json`: the layout Optimum's `ORTModelForSequenceClassification.from_pretrained(folder)` reads, and that
+a plain `onnxruntime.InferenceSession(folder / "model.onnx")` loads. Inputs are named as Optimum names them
+(`input_ids`, `attention_mask`, `token_type_ids` when the model takes it), each with the dynamic axes
+`batch_size` and `sequence_length`; the output is `logits`.
+
+The graph comes from `torch.onnx.export` (the torch.export-based exporter), not from optimum-onnx, whose latest
+release pins transformers<4.58. Exporters are looked up in `EXPORTERS`: one whose signature matches
+`_export_with_torch` (such as optimum-onnx's `onnx_export_from_model` once it supports transformers 5) can be added
+there and picked with `exporter=`.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +38,47 @@ from nlp_reuse.compress.artifacts import (
 logger = logging.getLogger(__name__)
 
 OPTIMIZATION_LEVELS = ("O1", "O2", "O3")
+ONNX_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+DEFAULT_OPSET = 18
+# Sample texts that fix the traced graph's dtypes; the axes stay dynamic (batch 2 and several tokens, since
+# torch.export specializes sizes 0 and 1).
+_SAMPLE_TEXTS = ["a short sentence to trace the graph", "another one"]
+
+
+def onnx_input_names(model: torch.nn.Module, tokenizer) -> list[str]:
+    """The inputs the exported graph takes: the tokenizer's model inputs that the model's forward accepts."""
+    accepted = inspect.signature(model.forward).parameters
+    names = [n for n in ONNX_INPUT_NAMES if n in tokenizer.model_input_names and n in accepted]
+    if "input_ids" not in names:
+        raise ValueError(format_error(
+            "The model cannot be exported to ONNX as a text classifier.",
+            f"a forward() and tokenizer that take input_ids (and optionally {ONNX_INPUT_NAMES[1:]})",
+            f"tokenizer inputs {list(tokenizer.model_input_names)}, forward arguments {list(accepted)}",
+            "export a sequence-classification model with its own tokenizer",
+        ))
+    return names
+
+
+def _export_with_torch(model: torch.nn.Module, inputs: dict[str, torch.Tensor], path: Path, opset: int) -> None:
+    """`torch.onnx.export` (torch.export-based) with dynamic batch and sequence axes, one self-contained file."""
+    max_len = getattr(model.config, "max_position_embeddings", None) if hasattr(model, "config") else None
+    batch = torch.export.Dim("batch_size")
+    sequence = torch.export.Dim("sequence_length", max=max_len) if max_len else torch.export.Dim("sequence_length")
+    with warnings.catch_warnings():
+        # torch's exporter warns about its own internals (dynamic-shape renaming, deprecated helpers it calls).
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model, (), kwargs=inputs, input_names=list(inputs), output_names=["logits"],
+            dynamic_shapes={name: {0: batch, 1: sequence} for name in inputs}, opset_version=opset,
+            dynamo=True, external_data=False, verbose=False, report=False,
+        )
+    program.save(str(path), external_data=False)
+
+
+# Exporter name -> function(model, sample inputs, model.onnx path, opset).
+EXPORTERS: dict[str, Callable[[torch.nn.Module, dict[str, torch.Tensor], Path, int], None]] = {
+    "torch": _export_with_torch,
+}
 
 
 def export_onnx(
@@ -38,32 +89,41 @@ def export_onnx(
     overwrite: bool = False,
     opset: int | None = None,
     compression: dict[str, Any] | None = None,
+    exporter: str = "torch",
 ) -> Path:
-    """Export an in-memory sequence-classification model to `output_dir/model.onnx` with Optimum.
+    """Export an in-memory sequence-classification model to `output_dir/model.onnx`, beside its config and tokenizer.
 
-    Exporting from memory (`onnx_export_from_model`) rather than from a folder lets pruned and low-rank models,
-    which a plain `from_pretrained` cannot rebuild, go through the same path; the graph captures their shapes.
-    `compression` is recorded in the folder's compression.json.
+    Exporting from memory rather than from a folder lets pruned and low-rank models, which a plain
+    `from_pretrained` cannot rebuild, go through the same path; the graph captures their shapes. The caller
+    checks parity on real texts (`check_onnx_parity`). `compression` is recorded in the folder's compression.json.
     """
-    from optimum.exporters.onnx import onnx_export_from_model
-
+    if exporter not in EXPORTERS:
+        raise ValueError(format_error("Unknown ONNX exporter.", f"one of {sorted(EXPORTERS)}", repr(exporter),
+                                      "leave exporter at its default ('torch')"))
     folder = prepare_output_dir(output_dir, overwrite)
     model = model.eval().to("cpu")
-    # Validation is done by the caller on real texts (check_onnx_parity), not on Optimum's random dummy inputs.
-    onnx_export_from_model(model, folder, task="text-classification", opset=opset, do_validation=False,
-                           preprocessors=[tokenizer])
+    names = onnx_input_names(model, tokenizer)
+    encoded = tokenizer(_SAMPLE_TEXTS, padding=True, return_tensors="pt")
+    inputs = {name: encoded[name] for name in names}
+    with torch.inference_mode(False), torch.no_grad():
+        EXPORTERS[exporter](model, inputs, folder / ONNX_FILE_NAME, opset or DEFAULT_OPSET)
+    model.config.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    write_compression_info(folder, {**(compression or {}), "format": "onnx", "precision": "fp32"})
+    write_compression_info(folder, {**(compression or {}), "format": "onnx", "precision": "fp32",
+                                    "exporter": exporter})
     return folder
 
 
 def optimize_onnx(onnx_dir: str | Path, output_dir: str | Path, level: str, *, overwrite: bool = False) -> Path:
-    """Apply ONNX Runtime graph optimization `level` (O1 basic, O2 + BERT fusions, O3 + fast GELU) for CPU.
+    """Apply ONNX Runtime graph optimization `level` for CPU, as Optimum's O1-O3 define them.
 
-    The result keeps the file name model.onnx so the folder loads like any other ONNX folder. Writing to the
-    same folder as the input is allowed (the file is replaced in place).
+    O1: ONNX Runtime's basic graph optimizations (constant folding, redundant node removal). O2: extended
+    optimizations plus the transformer fusions of `onnxruntime.transformers` (SkipLayerNormalization, Gelu,
+    attention where the pattern is recognised). O3: O2 with the fast GELU approximation. The result keeps the file
+    name model.onnx so the folder loads like any other ONNX folder; writing to the input folder replaces it.
     """
-    from optimum.onnxruntime import AutoOptimizationConfig, ORTOptimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
 
     if level not in OPTIMIZATION_LEVELS:
         raise ValueError(format_error("Unknown ONNX Runtime optimization level.", f"one of {OPTIMIZATION_LEVELS}",
@@ -74,11 +134,16 @@ def optimize_onnx(onnx_dir: str | Path, output_dir: str | Path, level: str, *, o
     target = Path(output_dir)
     if target.resolve() != source.resolve():
         prepare_output_dir(target, overwrite)
-    optimizer = ORTOptimizer.from_pretrained(source, file_names=[onnx_path.name])
-    config = AutoOptimizationConfig.with_optimization_level(level, for_gpu=False)
-    # Pruned models have a different head count per layer; ORT's fusion reads heads from the graph's Reshape
-    # nodes when they disagree with the config, and the caller checks parity on real inputs afterwards.
-    optimizer.optimize(save_dir=target, optimization_config=config, file_suffix="")
+        for item in source.iterdir():  # config, tokenizer and compression.json travel with the graph
+            if item.is_file() and item.suffix != ".onnx":
+                (target / item.name).write_bytes(item.read_bytes())
+    options = FusionOptions("bert")
+    options.enable_gelu_approximation = level == "O3"
+    # num_heads=0, hidden_size=0: read from the graph, so pruned models (fewer heads per layer) fuse correctly.
+    optimized = optimize_model(str(onnx_path), model_type="bert", num_heads=0, hidden_size=0,
+                               opt_level=1 if level == "O1" else 2, optimization_options=options, use_gpu=False,
+                               only_onnxruntime=level == "O1")
+    optimized.save_model_to_file(str(target / ONNX_FILE_NAME))
     write_compression_info(target, {**info, "optimization": level})
     return target
 
@@ -140,11 +205,14 @@ def check_onnx_parity(model: torch.nn.Module, tokenizer, onnx_dir: str | Path, t
 
 
 __all__ = [
+    "EXPORTERS",
     "ONNX_FILE_NAME",
+    "ONNX_INPUT_NAMES",
     "OPTIMIZATION_LEVELS",
     "OnnxClassifier",
     "check_onnx_parity",
     "export_onnx",
+    "onnx_input_names",
     "onnx_logits",
     "optimize_onnx",
     "torch_logits",

@@ -4,9 +4,12 @@ fine-tune.
 Head importance follows Michel, Levy & Neubig (2019), "Are Sixteen Heads Really Better than One?": a head mask
 xi (one gate per head, all ones) is fed to the model and the importance of head h is the accumulated
 |dL/dxi_h| over a few labelled batches, L2-normalised within each layer. Without labels the model's own argmax
-predictions serve as targets (the sensitivity of its current decisions). Heads are removed with
-`model.prune_heads`, so their weights are gone, `config.pruned_heads` records them and `from_pretrained`
-rebuilds the smaller model.
+predictions serve as targets (the sensitivity of its current decisions). transformers 5 dropped `head_mask` and
+`prune_heads`, so the gates are a pre-hook on each layer's attention output projection and heads are removed by
+slicing the query/key/value rows and the output projection's columns: their weights are gone,
+`config.pruned_heads` records them (original head indices), and `load_classifier` rebuilds the smaller model
+(`apply_pruned_heads`). Layers must look like BERT's (`attention.self.{query,key,value}`, `attention.output.dense`),
+as in BERT, RoBERTa, ELECTRA, XLM-R and MiniLM.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import math
 import tempfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -34,39 +38,80 @@ def _check_fraction(name: str, value: float, upper_inclusive: bool = False) -> N
                                       f"pass e.g. {name}=0.25"))
 
 
+def _attention_layers(model: nn.Module) -> list[nn.Module]:
+    """The `attention` module of every encoder layer; a clear error for layouts other than BERT's."""
+    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if layers is None or not all(hasattr(layer, "attention") and hasattr(layer.attention, "self")
+                                 and hasattr(layer.attention.output, "dense") for layer in layers):
+        raise ValueError(format_error(
+            "Head pruning does not know this architecture.",
+            "BERT-style layers: base_model.encoder.layer[i].attention.self.query/key/value and .attention.output.dense",
+            f"{type(model).__name__}", "use a BERT, RoBERTa, ELECTRA or MiniLM classifier, or skip head pruning",
+        ))
+    return list(layers)
+
+
+def heads_per_layer(model: nn.Module) -> list[int]:
+    """Number of attention heads left in each encoder layer (read from the weight shapes)."""
+    return [layer.attention.self.query.out_features // layer.attention.self.attention_head_size
+            for layer in _attention_layers(model)]
+
+
+def pruned_heads_of(config) -> dict[int, list[int]]:
+    """config.pruned_heads with int keys ({} when nothing was pruned; JSON turns the keys into strings)."""
+    recorded = getattr(config, "pruned_heads", None) or {}
+    return {int(layer): sorted(int(h) for h in heads) for layer, heads in recorded.items()}
+
+
 def compute_head_importance(model: nn.Module, tokenizer, texts: list[str], labels: list[int] | None = None, *,
                             batch_size: int = 16, max_length: int = 128, normalize_per_layer: bool = True
                             ) -> torch.Tensor:
-    """(num_layers, num_heads) head importance |dL/d head_mask| accumulated over `texts` (Michel et al. 2019).
+    """(num_layers, num_heads) head importance |dL/d gate| accumulated over `texts` (Michel et al. 2019).
 
     `labels` are class ids; when None the model's own predictions are used as targets.
     """
-    config = model.config
-    if config.pruned_heads:
+    pruned = pruned_heads_of(model.config)
+    if pruned:
         raise ValueError(format_error(
             "Head importance needs an unpruned model.", "config.pruned_heads == {}",
-            f"pruned_heads={config.pruned_heads}", "compute importance on the model folder before pruning",
+            f"pruned_heads={pruned}", "compute importance on the model folder before pruning",
         ))
     if not texts:
         raise ValueError(format_error("Head importance needs texts.", "a non-empty list of texts", "an empty list",
                                       "pass --train_file so a few training batches can be scored"))
+    layers = _attention_layers(model)
     device = next(model.parameters()).device
-    head_mask = torch.ones(config.num_hidden_layers, config.num_attention_heads, device=device, requires_grad=True)
-    importance = torch.zeros_like(head_mask)
+    num_heads = model.config.num_attention_heads
+    gates = torch.ones(len(layers), num_heads, device=device, requires_grad=True)
+
+    def gate_hook(index: int):
+        def hook(module, args):
+            (context,) = args  # (batch, seq, heads * head_dim), the heads' outputs before the output projection
+            shape = context.shape
+            gated = context.view(*shape[:-1], num_heads, -1) * gates[index][:, None]
+            return (gated.view(shape),)
+        return hook
+
+    handles = [layer.attention.output.dense.register_forward_pre_hook(gate_hook(i)) for i, layer in enumerate(layers)]
+    importance = torch.zeros_like(gates)
     was_training = model.training
     model.eval()  # no dropout: the gradient should reflect the deployed model
     num_tokens = 0
-    for start in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt").to(device)
-        logits = model(**enc, head_mask=head_mask).logits  # (batch, num_labels)
-        targets = (torch.tensor(labels[start:start + batch_size], device=device) if labels is not None
-                   else logits.argmax(-1).detach())
-        loss = nn.functional.cross_entropy(logits, targets)
-        loss.backward()
-        importance += head_mask.grad.abs().detach()
-        head_mask.grad = None
-        num_tokens += int(enc["attention_mask"].sum())
+    try:
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt").to(device)
+            logits = model(**enc).logits  # (batch, num_labels)
+            targets = (torch.tensor(labels[start:start + batch_size], device=device) if labels is not None
+                       else logits.argmax(-1).detach())
+            loss = nn.functional.cross_entropy(logits, targets)
+            loss.backward()
+            importance += gates.grad.abs().detach()
+            gates.grad = None
+            num_tokens += int(enc["attention_mask"].sum())
+    finally:
+        for handle in handles:
+            handle.remove()
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     importance /= max(num_tokens, 1)
@@ -74,6 +119,75 @@ def compute_head_importance(model: nn.Module, tokenizer, texts: list[str], label
         # Layer-wise L2 normalisation (Michel et al. 2019, sec. 4.2) makes scores comparable across layers.
         importance /= importance.norm(dim=-1, keepdim=True).clamp_min(1e-20)
     return importance
+
+
+def _keep_rows(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
+    """A copy of `linear` keeping `index` along its output (dim 0) or input (dim 1) features."""
+    weight = linear.weight.index_select(dim, index).detach().clone()
+    bias = linear.bias
+    if bias is not None and dim == 0:
+        bias = bias[index]
+    out_features, in_features = weight.shape
+    new = nn.Linear(in_features, out_features, bias=bias is not None).to(weight.device, weight.dtype)
+    new.weight.data.copy_(weight)
+    if bias is not None:
+        new.bias.data.copy_(bias.detach())
+    return new
+
+
+def prune_heads(model: nn.Module, heads: dict[int, list[int]]) -> None:
+    """Remove `heads` ({layer: [head index among the layer's current heads]}) in place and record them.
+
+    `config.pruned_heads` keeps original head indices, so pruning twice and reloading both stay correct.
+    """
+    layers = _attention_layers(model)
+    recorded = pruned_heads_of(model.config)
+    original = model.config.num_attention_heads
+    for layer_index, to_remove in heads.items():
+        attention = layers[layer_index].attention
+        self_attn = attention.self
+        head_dim = self_attn.attention_head_size
+        current = self_attn.query.out_features // head_dim
+        if not to_remove:
+            continue
+        if min(to_remove) < 0 or max(to_remove) >= current or len(set(to_remove)) >= current:
+            raise ValueError(format_error(
+                f"Cannot prune heads {to_remove} of layer {layer_index}.",
+                f"distinct indices in [0, {current}) leaving at least one head", f"{to_remove}",
+                "prune fewer heads (select_heads_to_prune keeps one per layer)",
+            ))
+        keep = [h for h in range(current) if h not in set(to_remove)]
+        index = torch.tensor([h * head_dim + d for h in keep for d in range(head_dim)],
+                             device=self_attn.query.weight.device)
+        for name in ("query", "key", "value"):
+            setattr(self_attn, name, _keep_rows(getattr(self_attn, name), index, dim=0))
+        attention.output.dense = _keep_rows(attention.output.dense, index, dim=1)
+        self_attn.num_attention_heads = len(keep)
+        self_attn.all_head_size = len(keep) * head_dim
+        survivors = [h for h in range(original) if h not in set(recorded.get(layer_index, []))]
+        recorded[layer_index] = sorted(set(recorded.get(layer_index, [])) | {survivors[h] for h in to_remove})
+    model.config.pruned_heads = {layer: heads for layer, heads in sorted(recorded.items()) if heads}
+
+
+def apply_pruned_heads(model: nn.Module) -> nn.Module:
+    """Shrink a freshly built model to the heads its config.pruned_heads removed (before loading its weights)."""
+    recorded = pruned_heads_of(model.config)
+    model.config.pruned_heads = {}
+    prune_heads(model, recorded)
+    return model
+
+
+def load_pruned_model(folder: str | Path) -> nn.Module:
+    """Rebuild a head-pruned model folder: architecture from config.json, shrunk by its pruned_heads, weights
+    loaded strictly (a plain `from_pretrained` would fail on the smaller matrices)."""
+    from safetensors.torch import load_model
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    folder = Path(folder)
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    model = apply_pruned_heads(AutoModelForSequenceClassification.from_config(config))
+    load_model(model, str(folder / "model.safetensors"), strict=True)
+    return model.eval()
 
 
 def select_heads_to_prune(importance: torch.Tensor, fraction: float) -> dict[int, list[int]]:
@@ -115,7 +229,7 @@ class HeadPruningReport:
 
 def prune_heads_by_importance(model: nn.Module, tokenizer, texts: list[str], labels: list[int] | None, fraction: float,
                               *, batch_size: int = 16, max_length: int = 128) -> HeadPruningReport:
-    """Score heads on `texts` and remove the `fraction` least important ones in place with `model.prune_heads`."""
+    """Score heads on `texts` and remove the `fraction` least important ones in place (`prune_heads`)."""
     _check_fraction("prune_heads_fraction", fraction)
     config = model.config
     heads_before = config.num_hidden_layers * config.num_attention_heads
@@ -124,7 +238,7 @@ def prune_heads_by_importance(model: nn.Module, tokenizer, texts: list[str], lab
                                          max_length=max_length)
     to_prune = select_heads_to_prune(importance, fraction)
     if to_prune:
-        model.prune_heads(to_prune)
+        prune_heads(model, to_prune)
     removed = sum(len(h) for h in to_prune.values())
     logger.info("Pruned %d of %d attention heads: %s", removed, heads_before, to_prune)
     return HeadPruningReport(fraction=fraction, heads_before=heads_before, heads_after=heads_before - removed,
@@ -202,10 +316,15 @@ def recovery_finetune(model: nn.Module, tokenizer, texts: list[str], labels: lis
 
 __all__ = [
     "HeadPruningReport",
+    "apply_pruned_heads",
     "compute_head_importance",
+    "heads_per_layer",
+    "load_pruned_model",
     "magnitude_prune",
     "make_pruning_permanent",
+    "prune_heads",
     "prune_heads_by_importance",
+    "pruned_heads_of",
     "recovery_finetune",
     "select_heads_to_prune",
 ]

@@ -1,15 +1,15 @@
-"""int8 quantization of ONNX folders with Optimum's ORTQuantizer, and the accuracy guard that vets the result.
+"""int8 quantization of ONNX folders with `onnxruntime.quantization`, and the accuracy guard that vets the result.
 
 Dynamic quantization stores int8 weights and quantizes activations on the fly (MatMulInteger, DynamicQuantize*);
 static quantization also fixes activation ranges from calibration texts and writes a QDQ graph
-(QuantizeLinear/DequantizeLinear pairs). The quantization config is matched to the CPU's instruction set.
+(QuantizeLinear/DequantizeLinear pairs). The weight type and range are matched to the CPU's instruction set, as
+Optimum's `AutoQuantizationConfig` matches them.
 """
 
 from __future__ import annotations
 
 import logging
 import platform
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,11 +31,30 @@ logger = logging.getLogger(__name__)
 CPU_ISAS = ("avx512_vnni", "avx512", "avx2", "arm64")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANTIZATION_MODES = ("none", "dynamic", "static")
-# Static quantization calibrates and quantizes only these operators. Optimum's default QDQ list also covers the
-# Sub/Mul/Add that build BERT's additive attention mask, whose -3.4e38 entries overflow the percentile/entropy
-# histograms and would wipe out attention under minmax ranges, and LayerNorm/GELU arithmetic that is fragile in int8;
-# the matrix products and embedding tables carry the speed and size gains.
+# Dynamic quantization covers the fully connected layers (ORT quantizes MatMul; Add stays float there).
+DYNAMIC_OPERATORS = ("MatMul", "Add")
+# Static quantization calibrates and quantizes only these operators. A QDQ list that also covers the Sub/Mul/Add
+# building BERT's additive attention mask lets its -3.4e38 entries overflow the percentile/entropy histograms and
+# wipe out attention under minmax ranges, and LayerNorm/GELU arithmetic is fragile in int8; the matrix products and
+# embedding tables carry the speed and size gains.
 STATIC_OPERATORS = ("MatMul", "Gemm", "Gather")
+
+
+@dataclass(frozen=True)
+class IsaQuantization:
+    """Weight type and range for one instruction set: u8 activations times s8 (or u8) weights."""
+
+    weight_type: str  # "int8" or "uint8"
+    reduce_range: bool  # 7-bit weights: avoids VPMADDUBSW saturation on CPUs without VNNI when needed
+
+
+# AVX2 multiplies u8 x u8 without saturation; AVX512/VNNI and ARM64 use u8 x s8 (Optimum's AutoQuantizationConfig).
+ISA_QUANTIZATION = {
+    "arm64": IsaQuantization("int8", False),
+    "avx2": IsaQuantization("uint8", False),
+    "avx512": IsaQuantization("int8", False),
+    "avx512_vnni": IsaQuantization("int8", False),
+}
 
 
 class AccuracyDropWarning(UserWarning):
@@ -68,84 +87,104 @@ def detect_cpu_isa(cpuinfo_path: str | Path = "/proc/cpuinfo") -> str:
     return "avx2"
 
 
-def quantization_config(is_static: bool, isa: str | None = None, per_channel: bool = True):
-    """Optimum `QuantizationConfig` for the given (or detected) instruction set."""
-    from optimum.onnxruntime import AutoQuantizationConfig
-
+def isa_quantization(isa: str | None = None) -> tuple[str, IsaQuantization]:
+    """(isa, its weight settings) for the given or detected instruction set; an unknown name is an error."""
     isa = isa or detect_cpu_isa()
-    if isa not in CPU_ISAS:
+    if isa not in ISA_QUANTIZATION:
         raise ValueError(format_error("Unknown CPU instruction set for quantization.", f"one of {CPU_ISAS}",
                                       repr(isa), "leave it unset to detect it, or pass one of the expected values"))
-    factory = getattr(AutoQuantizationConfig, isa)
-    return factory(is_static=is_static, per_channel=per_channel)
+    return isa, ISA_QUANTIZATION[isa]
 
 
-def _quantize(quantizer, config, output_dir: Path, **kwargs) -> Path:
-    """Run ORTQuantizer.quantize into `output_dir` and name the file model.onnx (one model per folder)."""
-    quantizer.quantize(quantization_config=config, save_dir=output_dir, file_suffix="", **kwargs)
-    written = output_dir / f"{Path(quantizer.onnx_model_path).stem}.onnx"
-    if written.name != ONNX_FILE_NAME:
-        written.rename(output_dir / ONNX_FILE_NAME)
-    return output_dir
+def _quant_type(name: str):
+    from onnxruntime.quantization import QuantType
+
+    return {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[name]
+
+
+# Symmetric weights (zero point 0), asymmetric u8 activations, as Optimum's CPU configs have them.
+_EXTRA_OPTIONS = {"WeightSymmetric": True, "ActivationSymmetric": False}
 
 
 def quantize_dynamic(onnx_dir: str | Path, output_dir: str | Path, *, isa: str | None = None,
                      per_channel: bool = True, overwrite: bool = False) -> Path:
     """int8 dynamic quantization of an ONNX folder (weights int8, activations quantized at run time)."""
-    from optimum.onnxruntime import ORTQuantizer
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
     source = Path(onnx_dir)
     onnx_path = find_onnx_file(source)
-    isa = isa or detect_cpu_isa()
-    config = quantization_config(is_static=False, isa=isa, per_channel=per_channel)
+    isa, settings = isa_quantization(isa)
     folder = prepare_output_dir(output_dir, overwrite)
-    _quantize(ORTQuantizer.from_pretrained(source, file_name=onnx_path.name), config, folder)
+    ort_quantize_dynamic(onnx_path, folder / ONNX_FILE_NAME, op_types_to_quantize=list(DYNAMIC_OPERATORS),
+                         per_channel=per_channel, reduce_range=settings.reduce_range,
+                         weight_type=_quant_type(settings.weight_type), extra_options=dict(_EXTRA_OPTIONS))
+    _copy_side_files(source, folder)
     write_compression_info(folder, {**read_compression_info(source), "precision": "int8",
                                     "quantization": "dynamic", "isa": isa, "per_channel": per_channel})
     return folder
 
 
-def calibration_config(dataset, method: str, percentile: float = 99.999):
-    """Optimum `CalibrationConfig` for a calibration method name in CALIBRATION_METHODS."""
-    from optimum.onnxruntime import AutoCalibrationConfig
+def _copy_side_files(source: Path, target: Path) -> None:
+    """config.json, tokenizer files and compression.json go with the quantized graph (not the fp32 .onnx)."""
+    for item in source.iterdir():
+        if item.is_file() and item.suffix != ".onnx" and item.name != f"{ONNX_FILE_NAME}.data":
+            (target / item.name).write_bytes(item.read_bytes())
 
-    if method == "minmax":
-        return AutoCalibrationConfig.minmax(dataset)
-    if method == "entropy":
-        return AutoCalibrationConfig.entropy(dataset)
-    if method == "percentile":
-        return AutoCalibrationConfig.percentiles(dataset, percentile=percentile)
-    raise ValueError(format_error("Unknown calibration method.", f"one of {CALIBRATION_METHODS}", repr(method),
-                                  "pass --calibration_method minmax, entropy or percentile"))
+
+def calibration_method(method: str):
+    """onnxruntime `CalibrationMethod` for a calibration method name in CALIBRATION_METHODS."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    if method not in methods:
+        raise ValueError(format_error("Unknown calibration method.", f"one of {CALIBRATION_METHODS}", repr(method),
+                                      "pass --calibration_method minmax, entropy or percentile"))
+    return methods[method]
+
+
+class _TextCalibrationReader:
+    """onnxruntime `CalibrationDataReader` over tokenized texts, one text per batch (no padding in the ranges)."""
+
+    def __init__(self, tokenizer, texts: list[str], input_names: list[str], max_length: int):
+        self._batches = iter([
+            {name: np.asarray([encoded[name]], dtype=np.int64) for name in input_names}
+            for encoded in (tokenizer(text, truncation=True, max_length=max_length) for text in texts)
+        ])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:  # part of the reader protocol; the calibrator reads once
+        raise NotImplementedError("calibration data is read once")
 
 
 def quantize_static(onnx_dir: str | Path, output_dir: str | Path, calibration_texts: list[str], *,
                     method: str = "minmax", isa: str | None = None, percentile: float = 99.999,
                     max_length: int = 128, per_channel: bool = True, overwrite: bool = False) -> Path:
     """int8 static quantization (QDQ) with activation ranges calibrated on `calibration_texts`."""
-    from datasets import Dataset
-    from optimum.onnxruntime import ORTQuantizer
+    import onnx
+    from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
 
     if not calibration_texts:
         raise ValueError(format_error("Static quantization needs calibration texts.", "a non-empty list of texts",
                                       "an empty list", "pass --train_file (and --calibration_samples > 0)"))
-    if method not in CALIBRATION_METHODS:
-        calibration_config(None, method)  # raises the unknown-method error before any work
+    calibrate_method = calibration_method(method)  # an unknown method fails before any work
     source = Path(onnx_dir)
     onnx_path = find_onnx_file(source)
-    isa = isa or detect_cpu_isa()
-    config = quantization_config(is_static=True, isa=isa, per_channel=per_channel)
-    config.operators_to_quantize = list(STATIC_OPERATORS)
+    isa, settings = isa_quantization(isa)
     tokenizer = load_tokenizer(source)
-    quantizer = ORTQuantizer.from_pretrained(source, file_name=onnx_path.name)
-    encoded = tokenizer(list(calibration_texts), truncation=True, max_length=max_length)
-    dataset = quantizer.clean_calibration_dataset(Dataset.from_dict(dict(encoded)))
+    input_names = [i.name for i in onnx.load(str(onnx_path), load_external_data=False).graph.input]
+    reader = _TextCalibrationReader(tokenizer, list(calibration_texts), input_names, max_length)
     folder = prepare_output_dir(output_dir, overwrite)
-    with tempfile.TemporaryDirectory(prefix="nlp_reuse_calib_") as tmp:
-        ranges = quantizer.fit(dataset=dataset, calibration_config=calibration_config(dataset, method, percentile),
-                               operators_to_quantize=config.operators_to_quantize,
-                               onnx_augmented_model_name=Path(tmp) / "augmented_model.onnx")
-    _quantize(quantizer, config, folder, calibration_tensors_range=ranges)
+    ort_quantize_static(
+        onnx_path, folder / ONNX_FILE_NAME, reader, quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(STATIC_OPERATORS), per_channel=per_channel, reduce_range=settings.reduce_range,
+        activation_type=_quant_type("uint8"), weight_type=_quant_type(settings.weight_type),
+        calibrate_method=calibrate_method, extra_options={**_EXTRA_OPTIONS, "CalibPercentile": percentile},
+    )
+    _copy_side_files(source, folder)
     write_compression_info(folder, {**read_compression_info(source), "precision": "int8",
                                     "quantization": "static", "calibration_method": method,
                                     "calibration_samples": len(calibration_texts), "isa": isa,
@@ -237,11 +276,15 @@ __all__ = [
     "QUANTIZATION_MODES",
     "AccuracyDropWarning",
     "GuardResult",
+    "DYNAMIC_OPERATORS",
+    "ISA_QUANTIZATION",
+    "STATIC_OPERATORS",
+    "IsaQuantization",
     "accuracy_guard",
-    "calibration_config",
+    "calibration_method",
     "count_quantized_ops",
     "detect_cpu_isa",
-    "quantization_config",
+    "isa_quantization",
     "quantize_dynamic",
     "quantize_static",
 ]

@@ -1,0 +1,6 @@
+"""`python -m nlp_reuse.commands <command> ...` is the same as `nlp-reuse <command> ...`."""
+
+from nlp_reuse.commands import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+#!/usr/bin/env python
+"""Fine-tune a pretrained encoder into a text classifier (usually the teacher for scripts/distill.py).
+
+Examples:
+    python scripts/finetune.py --dataset_name builtin:trec6 --output_dir runs/teacher
+    python scripts/finetune.py --config configs/trec6_teacher.yaml --num_train_epochs 1
+    python scripts/finetune.py --model_name_or_path bert-base-uncased --train_file train.csv \\
+        --text_column sentence --label_column label --output_dir runs/my_teacher
+    python scripts/finetune.py --dataset_name builtin:trec6 --strategy lora --lora_r 8 --learning_rate 1e-3 \\
+        --output_dir runs/lora_teacher        # also: head_only, partial --unfreeze_top_k 2, ia3, features
+"""
+
+from nlp_reuse.cli import command_line, make_parser, parse_args
+from nlp_reuse.config import DataArguments, FinetuneArguments
+from nlp_reuse.pipeline import release_distributed, run_finetune
+
+
+def main(argv: list[str] | None = None) -> dict:
+    data_args, finetune_args = parse_args(make_parser((DataArguments, FinetuneArguments), __doc__), argv)
+    report = run_finetune(data_args, finetune_args, command=command_line("finetune", argv))
+    if report:
+        print(f"Model folder and report.json written to {finetune_args.output_dir}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
+    release_distributed()
