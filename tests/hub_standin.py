@@ -1,9 +1,21 @@
 """A loopback stand-in for the few Hub API endpoints that `create_repo`, `create_branch` and `upload_folder` call.
 
-Written against huggingface_hub 0.36.2 (hf_api.py, _commit_api.py, lfs.py). It keeps repos in memory, checks the
-Bearer token, answers `preupload` with "lfs" for binary files (as the Hub does for weights) and "regular" for
-text, serves the LFS batch + PUT upload, and applies NDJSON commits. It binds 127.0.0.1 only, caps body sizes,
-request count and socket time, and is used as a context manager so it always shuts down.
+Written against huggingface_hub 2.4 (hf_api.py, _commit_api.py, lfs.py, utils/_detect_agent.py). It keeps repos in
+memory, checks the Bearer token, answers `preupload` with "lfs" for binary files (as the Hub does for weights) and
+"regular" for text, serves the classic LFS batch ("basic" transfer) + PUT upload, and applies NDJSON commits. It
+binds 127.0.0.1 only, caps body sizes, request count and socket time, and is used as a context manager so it always
+shuts down.
+
+It serves classic LFS only, not Xet storage (a CAS server for hf_xet's chunk/xorb/shard protocol). huggingface_hub 2
+does not negotiate this with the server: whenever `hf_xet` is installed, `upload_folder` sends every "lfs" file
+through Xet (`utils/_runtime.is_xet_available`; it first asks `/api/models/{repo}/xet-write-token/{rev}`, which
+this stand-in does not have). Clients must therefore run with HF_HUB_DISABLE_XET=1 (or
+`constants.HF_HUB_DISABLE_XET = True`), which takes the classic path: preupload, LFS batch, PUT, commit.
+
+Besides the upload endpoints it answers `GET /api/models/{repo}[/revision/{rev}]` (repo info, which `create_repo(...,
+exist_ok=True)` asks after a 401/403) and the public, unauthenticated `GET /api/agent-harnesses` (the registry that
+huggingface_hub 2 fetches once per process, before its first request, to build its User-Agent) with an empty
+registry.
 """
 
 import base64
@@ -82,7 +94,8 @@ class HubStandIn:
         repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
         if repo_id in self.repos:
             return 409, {"error": "You already created this model repo", "url": f"{self.endpoint}/{repo_id}"}
-        repo = Repo(private=bool(body.get("private")))
+        # huggingface_hub 2 sends "visibility" ("public" / "private"); 0.x sent a boolean "private".
+        repo = Repo(private=body["visibility"] == "private" if "visibility" in body else bool(body.get("private")))
         # The Hub starts every repo with a .gitattributes that routes binaries to LFS.
         repo.branches["main"] = {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"}
         repo.commits["main"] = [Commit(_oid("init", repo_id), "initial commit", "", [".gitattributes"], [])]
@@ -129,8 +142,14 @@ def _oid(*parts: str) -> str:
 
 
 _REPO = r"(?P<repo>[^/]+/[^/]+)"
+_AGENT_HARNESSES = "/api/agent-harnesses"
+# Routes the Hub serves without a token: the pre-signed LFS storage URLs and the public agent-harness registry.
+_PUBLIC_ROUTES = ("lfs_put", "agent_harnesses")
 _ROUTES = [
+    ("GET", re.compile(rf"^{_AGENT_HARNESSES}$"), "agent_harnesses"),
     ("POST", re.compile(r"^/api/repos/create$"), "create"),
+    ("GET", re.compile(rf"^/api/models/{_REPO}$"), "repo_info"),
+    ("GET", re.compile(rf"^/api/models/{_REPO}/revision/(?P<rev>[^/]+)$"), "repo_info"),
     ("POST", re.compile(r"^/api/validate-yaml$"), "validate_yaml"),
     ("POST", re.compile(rf"^/api/models/{_REPO}/preupload/(?P<rev>[^/]+)$"), "preupload"),
     ("POST", re.compile(rf"^/api/models/{_REPO}/commit/(?P<rev>[^/]+)$"), "commit"),
@@ -198,20 +217,30 @@ def _make_handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                         break
                 else:
                     return self._send(404, {"error": f"stand-in has no route {method} {url.path}"})
-                # LFS uploads go to pre-signed storage URLs on the real Hub: no Authorization there.
-                if name != "lfs_put" and self.headers.get("Authorization") != f"Bearer {hub.token}":
+                # Every route but the _PUBLIC_ROUTES needs the Bearer token.
+                if name not in _PUBLIC_ROUTES and self.headers.get("Authorization") != f"Bearer {hub.token}":
                     return self._send(401, {"error": "Invalid credentials in Authorization header"})
                 params = {k: unquote(v) for k, v in match.groupdict().items()}
                 repo_id = params.get("repo")
                 if repo_id is not None and repo_id not in hub.repos:
                     return self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
-                rev = params.get("rev")
-                if name in ("preupload", "commit", "tree") and rev not in hub.repos[repo_id].branches:
+                rev = params.setdefault("rev", "main") if repo_id is not None else None
+                if name in ("preupload", "commit", "tree", "repo_info") and rev not in hub.repos[repo_id].branches:
                     return self._send(404, {"error": f"Invalid rev id: {rev}"}, {"X-Error-Code": "RevisionNotFound"})
                 return getattr(self, f"_{name}")(params, body, parse_qs(url.query))
 
+        def _agent_harnesses(self, params, body, query) -> None:
+            self._send(200, {"standardEnvVars": [], "harnesses": {}})  # no agent detected: User-Agent unchanged
+
         def _create(self, params, body, query) -> None:
             self._send(*hub.create_repo(json.loads(body)))
+
+        def _repo_info(self, params, body, query) -> None:
+            repo = hub.repos[params["repo"]]
+            self._send(200, {
+                "id": params["repo"], "private": repo.private, "sha": repo.commits[params["rev"]][-1].oid,
+                "siblings": [{"rfilename": path} for path in sorted(repo.branches[params["rev"]])],
+            })
 
         def _validate_yaml(self, params, body, query) -> None:
             content = json.loads(body)["content"]
@@ -251,10 +280,16 @@ def _make_handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             ])
 
         def _lfs_batch(self, params, body, query) -> None:
+            request = json.loads(body)
+            # Classic LFS only: a client that does not offer the "basic" transfer (one PUT per object) is refused.
+            if request.get("operation") != "upload" or "basic" not in request.get("transfers", ["basic"]):
+                return self._send(422, {"message": "stand-in serves LFS uploads with the 'basic' transfer only; "
+                                                   f"got operation {request.get('operation')!r}, transfers "
+                                                   f"{request.get('transfers')!r}"})
             objects = [
                 {"oid": obj["oid"], "size": obj["size"], "authenticated": True,
                  "actions": {"upload": {"href": f"{hub.endpoint}/_lfs/{obj['oid']}"}}}
-                for obj in json.loads(body)["objects"]
+                for obj in request["objects"]
             ]
             self._send(200, {"transfer": "basic", "objects": objects})
 

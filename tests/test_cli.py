@@ -1,12 +1,13 @@
 """Argument parsing: YAML defaults, command-line overrides, unknown keys, range checks, --help."""
 
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from nlp_reuse.cli import ConfigError, make_parser, parse_args
+from nlp_reuse.cli import ConfigError, command_line, make_parser, parse_args
 from nlp_reuse.config import DataArguments, DistillationArguments, FinetuneArguments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,3 +96,28 @@ def test_help_explains_the_flags():
                          text=True, check=True).stdout
     assert "--temperature" in out and "Softmax temperature T" in out and "--config" in out
     assert "accelerate launch scripts/distill.py" in out
+    assert "accelerate launch -m nlp_reuse.commands.distill" in out
+
+
+def test_console_command_dispatches_to_the_same_parsers():
+    (entry,) = [e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "nlp-reuse"]
+    assert entry.value == "nlp_reuse.commands:main"
+    listing = subprocess.run([sys.executable, "-m", "nlp_reuse.commands", "--help"], capture_output=True, text=True,
+                             check=True, cwd="/").stdout
+    for name in ("finetune", "distill", "export", "benchmark", "push"):
+        assert f"\n  {name} " in listing
+    helped = subprocess.run([sys.executable, "-m", "nlp_reuse.commands", "distill", "--help"], capture_output=True,
+                            text=True, check=True, cwd="/").stdout
+    assert "--temperature" in helped and "--config" in helped
+    wrong = subprocess.run([sys.executable, "-m", "nlp_reuse.commands", "distil"], capture_output=True, text=True,
+                           cwd="/")
+    assert wrong.returncode != 0 and "unknown command 'distil'; expected one of finetune, distill" in wrong.stderr
+
+
+def test_recorded_command_names_the_console_command(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/somewhere/site-packages/nlp_reuse/commands/distill.py"])
+    assert command_line("distill", ["--output_dir", "runs/x y", "--hub_token", "hf_abcdefghijklmnopqrstuv"]) == \
+        "nlp-reuse distill --output_dir 'runs/x y' --hub_token <redacted>"
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "scripts" / "distill.py")])
+    monkeypatch.chdir(ROOT)
+    assert command_line("distill", []) == "python scripts/distill.py"

@@ -396,14 +396,9 @@ def test_unknown_label_is_an_error():
 
 
 def _script(name: str):
-    import importlib.util
-    from pathlib import Path
+    import importlib
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"nlp_reuse_script_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"nlp_reuse.commands.{name}")
 
 
 def test_export_and_benchmark_scripts(trained_dir, tiny_data_dir, tmp_path):

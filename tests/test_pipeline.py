@@ -1,7 +1,6 @@
 """End to end on tiny models: scripts/finetune.py then scripts/distill.py, their folders and report.json."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from conftest import build_tiny_bert
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import distill  # noqa: E402
-import finetune  # noqa: E402
+from nlp_reuse.commands import distill, finetune
 
 FAST = ["--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--latency_samples", "3",
         "--disable_tqdm", "true", "--max_length", "16"]
@@ -45,7 +41,7 @@ def test_finetune_writes_a_standard_model_folder(finetuned):
     assert saved["task"]["labels"] == ["negative", "neutral", "positive"]
     assert saved["model"]["num_layers"] == 4 and saved["model"]["params"] == model.num_parameters()
     assert set(saved["model"]["test"]) == {"accuracy", "macro_f1"}
-    assert "scripts/finetune.py" in saved["command"]
+    assert saved["command"].startswith("nlp-reuse finetune --model_name_or_path ")
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +119,7 @@ def test_teacher_with_other_labels_is_refused(tiny_tokenizer_dir, tiny_data_dir,
 
 
 def test_seed_benchmark_runs_each_seed_with_baseline(finetuned, tiny_data_dir, tmp_path):
-    import benchmark_distill
+    from nlp_reuse.commands import benchmark_distill
 
     teacher, _ = finetuned
     summary = benchmark_distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir",

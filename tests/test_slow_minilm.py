@@ -1,19 +1,15 @@
 """The real embedded MiniLM-L6 teacher on real TREC-6 questions, end to end (minutes on CPU: marked slow)."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 
 @pytest.mark.slow
 def test_minilm_finetune_then_distill_on_trec6(tmp_path):
-    import distill
-    import finetune
+    from nlp_reuse.commands import distill, finetune
 
     common = ["--dataset_name", "builtin:trec6", "--max_length", "48", "--max_train_samples", "1500",
               "--per_device_train_batch_size", "32", "--learning_rate", "1e-4", "--disable_tqdm", "true",

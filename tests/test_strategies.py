@@ -24,10 +24,7 @@ from nlp_reuse.strategies import (
 from nlp_reuse.trainers import DistillationTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import compare_strategies  # noqa: E402
-import distill  # noqa: E402
-import finetune  # noqa: E402
+from nlp_reuse.commands import compare_strategies, distill, finetune
 
 FAST = ["--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--latency_samples", "2",
         "--disable_tqdm", "true", "--max_length", "16", "--use_cpu", "true", "--report_to", "none"]

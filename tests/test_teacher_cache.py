@@ -125,11 +125,7 @@ def test_compiled_path_trains(setup, tmp_path):
 
 
 def test_distill_pipeline_reuses_the_cache(setup, tiny_data_dir, tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import distill
+    from nlp_reuse.commands import distill
 
     teacher_dir, _, _ = setup
     flags = ["--teacher_model_name_or_path", str(teacher_dir), "--train_file", str(tiny_data_dir / "train.jsonl"),

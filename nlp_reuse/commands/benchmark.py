@@ -2,7 +2,7 @@
 latency p50/p95 and batch-32 throughput on a fixed number of CPU threads.
 
 Example:
-    python scripts/benchmark.py --dataset_name builtin:trec6 --num_threads 2 --output_dir runs/demo/benchmark \\
+    nlp-reuse benchmark --dataset_name builtin:trec6 --num_threads 2 --output_dir runs/demo/benchmark \\
         --models runs/demo/teacher runs/demo/distill/student runs/demo/distill/onnx runs/demo/distill/onnx_int8 \\
         --names teacher student student_onnx student_int8 --compare teacher student_int8
 

@@ -5,7 +5,7 @@ Takes every flag of scripts/distill.py (or --config), plus --seeds. Each seed is
 baseline) written to OUTPUT_DIR/seed{N}/; the table and OUTPUT_DIR/seeds_summary.json hold the comparison.
 
 Example:
-    python scripts/benchmark_distill.py --config configs/trec6_distill.yaml \\
+    nlp-reuse benchmark-distill --config configs/trec6_distill.yaml \\
         --teacher_model_name_or_path runs/demo/teacher --output_dir runs/seeds --seeds 1,2,3
 """
 

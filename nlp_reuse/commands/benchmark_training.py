@@ -6,8 +6,8 @@ Random-weight BERT pairs (minilm: 6 -> 3 layers, hidden 384; bert-base: 12 -> 6 
 fixed-length data. Each variant runs in a fresh process, one after the other. CPU by default; GPU when present.
 
 Examples:
-    python scripts/benchmark_training.py --shape minilm --seq_len 64 --batch_size 32
-    python scripts/benchmark_training.py --shape bert-base --seq_len 128 --batch_size 256 --precision bf16  # GPU
+    nlp-reuse benchmark-training --shape minilm --seq_len 64 --batch_size 32
+    nlp-reuse benchmark-training --shape bert-base --seq_len 128 --batch_size 256 --precision bf16  # GPU
 """
 
 import json

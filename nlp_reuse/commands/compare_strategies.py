@@ -8,7 +8,7 @@ OUTPUT_DIR/strategies.json and OUTPUT_DIR/strategies.md. Flags that only some st
 --gradual_unfreeze_every, --layerwise_lr_decay, --lora_*) reach only those.
 
 Example:
-    python scripts/compare_strategies.py --model_name_or_path builtin:minilm --dataset_name builtin:trec6 \\
+    nlp-reuse compare-strategies --model_name_or_path builtin:minilm --dataset_name builtin:trec6 \\
         --strategies full,head_only,partial,lora,features --unfreeze_top_k 2 --lora_r 8 --learning_rate 1e-4 \\
         --strategy_learning_rates head_only=1e-3,partial=2e-4,lora=5e-4 --output_dir runs/strategies_trec6
 """

@@ -2,11 +2,12 @@
 """Distill a fine-tuned teacher classifier into a smaller student, and report what was gained and lost.
 
 Examples:
-    python scripts/distill.py --config configs/trec6_distill.yaml --teacher_model_name_or_path runs/teacher
-    accelerate launch scripts/distill.py --config configs/trec6_distill.yaml --teacher_model_name_or_path T
-    python scripts/distill.py --dataset_name builtin:sms_spam --teacher_model_name_or_path T \\
+    nlp-reuse distill --config configs/trec6_distill.yaml --teacher_model_name_or_path runs/teacher
+    accelerate launch -m nlp_reuse.commands.distill --config configs/trec6_distill.yaml --teacher_model_name_or_path T
+    accelerate launch scripts/distill.py --config configs/trec6_distill.yaml --teacher_model_name_or_path T   # checkout
+    nlp-reuse distill --dataset_name builtin:sms_spam --teacher_model_name_or_path T \\
         --student_num_layers 3 --temperature 2 --alpha 0.5 --run_baseline true --output_dir runs/sms
-    python scripts/distill.py --config configs/trec6_distill.yaml --teacher_model_name_or_path T \\
+    nlp-reuse distill --config configs/trec6_distill.yaml --teacher_model_name_or_path T \\
         --strategy lora --learning_rate 1e-3 --teacher_cache runs/cache --export onnx_int8 --output_dir runs/d
 
 Writes OUTPUT_DIR/student/ (a standard model folder), OUTPUT_DIR/baseline/ (with --run_baseline true) and

@@ -1,11 +1,11 @@
 """Export a trained classifier folder to a deployable ONNX artefact (optionally pruned / low-rank, int8).
 
 Examples:
-    python scripts/export.py --model_dir runs/demo/distill/student --output_dir runs/demo/distill \\
+    nlp-reuse export --model_dir runs/demo/distill/student --output_dir runs/demo/distill \\
         --dataset_name builtin:trec6 --quantization dynamic --optimize O2
-    python scripts/export.py --model_dir M --output_dir out/static --train_file train.jsonl \\
+    nlp-reuse export --model_dir M --output_dir out/static --train_file train.jsonl \\
         --validation_file validation.jsonl --quantization static --calibration_method entropy
-    python scripts/export.py --model_dir M --output_dir out/pruned --dataset_name builtin:trec6 \\
+    nlp-reuse export --model_dir M --output_dir out/pruned --dataset_name builtin:trec6 \\
         --prune_heads_fraction 0.25 --recovery_epochs 1 --low_rank_ratio 0.5
 
 Writes OUTPUT_DIR/onnx/, OUTPUT_DIR/onnx_int8/ (if the accuracy guard passes, else onnx_int8_rejected/),

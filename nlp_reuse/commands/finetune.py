@@ -2,11 +2,11 @@
 """Fine-tune a pretrained encoder into a text classifier (usually the teacher for scripts/distill.py).
 
 Examples:
-    python scripts/finetune.py --dataset_name builtin:trec6 --output_dir runs/teacher
-    python scripts/finetune.py --config configs/trec6_teacher.yaml --num_train_epochs 1
-    python scripts/finetune.py --model_name_or_path bert-base-uncased --train_file train.csv \\
+    nlp-reuse finetune --dataset_name builtin:trec6 --output_dir runs/teacher
+    nlp-reuse finetune --config configs/trec6_teacher.yaml --num_train_epochs 1
+    nlp-reuse finetune --model_name_or_path bert-base-uncased --train_file train.csv \\
         --text_column sentence --label_column label --output_dir runs/my_teacher
-    python scripts/finetune.py --dataset_name builtin:trec6 --strategy lora --lora_r 8 --learning_rate 1e-3 \\
+    nlp-reuse finetune --dataset_name builtin:trec6 --strategy lora --lora_r 8 --learning_rate 1e-3 \\
         --output_dir runs/lora_teacher        # also: head_only, partial --unfreeze_top_k 2, ia3, features
 """
 

@@ -1,7 +1,7 @@
 """Push a finished run to a Hugging Face Hub repo with its generated model card, or write the upload folder.
 
-    python scripts/push.py --model_dir runs/demo/distill --repo_id my-user/minilm-trec6-student
-    python scripts/push.py --model_dir runs/demo/distill --repo_id my-user/minilm-trec6-student --dry_run out/upload
+    nlp-reuse push --model_dir runs/demo/distill --repo_id my-user/minilm-trec6-student
+    nlp-reuse push --model_dir runs/demo/distill --repo_id my-user/minilm-trec6-student --dry_run out/upload
 
 The token comes from HF_TOKEN or `hf auth login` (there is no --token flag: it would land in shell history), the
 endpoint from HF_ENDPOINT. Pushing needs HF_HUB_OFFLINE unset or 0 (the Makefile sets it to 1).
