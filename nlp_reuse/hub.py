@@ -5,8 +5,8 @@ optionally ``baseline/``, ``onnx/`` and ``onnx_int8/``. Only the deliverable shi
 the repo root, each ONNX folder as a subfolder, the model card (``README.md``) and the report and run arguments
 with secrets scrubbed. Checkpoints, optimizer states, projections and the baseline stay home.
 
-The card is data + template (``nlp_reuse/model_cards/student_card.md.j2``, shipped as package data): every number in it is read from
-``report.json`` or the student's ``config.json``; none is typed here.
+The card is data + template (``nlp_reuse/model_cards/student_card.md.j2``, shipped as package data): every number
+in it is read from ``report.json`` or the student's ``config.json``; none is typed here.
 """
 
 import fnmatch
@@ -35,11 +35,16 @@ TEMPLATE_RESOURCE = ("model_cards", "student_card.md.j2")
 # Allowlists, not blocklists: whatever a trainer leaves beside the model (optimizer.pt, training_args.bin,
 # checkpoint-*/, projections, rng states) is never uploaded by accident.
 MODEL_WEIGHT_PATTERNS = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
+# transformers 5 saves a fast tokenizer as tokenizer.json + tokenizer_config.json (+ chat_template.jinja when it has a
+# chat template); the other names are what transformers 4 and slow/sentencepiece tokenizers wrote, so a student saved
+# by either loads back from the repo.
 CONFIG_AND_TOKENIZER_PATTERNS = (
-    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
-    "tokenizer.model",
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
+    "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
+    "sentencepiece.bpe.model", "tokenizer.model",
 )
+# External weights of a large graph, and nlp_reuse.compress's record of what was applied. ort_config.json is what
+# Optimum's quantizer wrote beside an int8 graph (runs exported before the torch.onnx + onnxruntime export).
 ONNX_SIDE_FILE_PATTERNS = ("*.onnx_data", "*.onnx.data", "ort_config.json", "compression.json")
 # Run-level JSON records that ship, scrubbed: the run's numbers, its arguments, and the export's numbers.
 RECORD_FILES = ("report.json", "run_args.json", "export_report.json")
@@ -558,9 +563,10 @@ def _resolve_token(token: str | None) -> str:
 def _resolve_endpoint() -> str:
     """The Hub endpoint, HF_ENDPOINT as huggingface_hub read it at import.
 
-    A value set later (a notebook cell, a test) cannot simply be passed as ``HfApi(endpoint=...)``: in
-    huggingface_hub 0.36 ``CommitInfo`` parses the returned commit URL against the import-time endpoint, so the push
-    would land and then raise. Refuse before uploading instead.
+    A value set later (a notebook cell, a test) cannot simply be passed as ``HfApi(endpoint=...)``: huggingface_hub
+    2.4 still uses the import-time endpoint where ``HfApi`` does not reach (the agent-harness registry it fetches
+    before its first request goes there, and the hosts it trusts with the token on redirects are fixed at import), so
+    one push would talk to two hosts. Refuse before uploading instead.
     """
     late = os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
     if late != constants.ENDPOINT:
