@@ -259,6 +259,10 @@ def test_card_of_a_real_run_with_onnx_artefacts(distill_run):
     assert f'ORTModelForSequenceClassification.from_pretrained("{REPO}", subfolder="onnx")\n' in body
     assert (f'ORTModelForSequenceClassification.from_pretrained("{REPO}", subfolder="onnx_int8", '
             'file_name="model_quantized.onnx")') in body
+    # The plain onnxruntime snippet needs no Optimum (which cannot be installed beside transformers 5).
+    assert f'snapshot_download("{REPO}", allow_patterns="onnx_int8/*") + "/onnx_int8"' in body
+    assert 'onnxruntime.InferenceSession(f"{path}/model_quantized.onnx")' in body
+    assert 'onnxruntime.InferenceSession(f"{path}/model.onnx")' in body
     assert TOKEN not in card
     assert f"--hub_token {REDACTED}" in body
     assert f"fine-tuned with:\n\n```bash\n{TEACHER_COMMAND}\n```" in body
