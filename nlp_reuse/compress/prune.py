@@ -307,7 +307,8 @@ def recovery_finetune(model: nn.Module, tokenizer, texts: list[str], labels: lis
     with tempfile.TemporaryDirectory(prefix="nlp_reuse_recovery_") as tmp:
         args = TrainingArguments(output_dir=tmp, num_train_epochs=num_train_epochs, learning_rate=learning_rate,
                                  per_device_train_batch_size=batch_size, save_strategy="no", report_to=[],
-                                 logging_strategy="no", seed=seed, disable_tqdm=True)
+                                 logging_strategy="no", seed=seed, disable_tqdm=True,
+                                 dataloader_pin_memory=torch.cuda.is_available())
         trainer = Trainer(model=model, args=args, train_dataset=_TextDataset(dict(encodings), list(labels)),
                           data_collator=DataCollatorWithPadding(tokenizer))
         trainer.train()
