@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from nlp_reuse.cli import ConfigError, command_line, make_parser, parse_args
+from nlp_reuse.commands import main
 from nlp_reuse.config import DataArguments, DistillationArguments, FinetuneArguments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +110,7 @@ def test_console_command_dispatches_to_the_same_parsers():
     helped = subprocess.run([sys.executable, "-m", "nlp_reuse.commands", "distill", "--help"], capture_output=True,
                             text=True, check=True, cwd="/").stdout
     assert "--temperature" in helped and "--config" in helped
+    assert main(["--help"]) == 0
     wrong = subprocess.run([sys.executable, "-m", "nlp_reuse.commands", "distil"], capture_output=True, text=True,
                            cwd="/")
     assert wrong.returncode != 0 and "unknown command 'distil'; expected one of finetune, distill" in wrong.stderr
@@ -121,3 +123,14 @@ def test_recorded_command_names_the_console_command(monkeypatch):
     monkeypatch.setattr(sys, "argv", [str(ROOT / "scripts" / "distill.py")])
     monkeypatch.chdir(ROOT)
     assert command_line("distill", []) == "python scripts/distill.py"
+
+
+def test_console_command_exits_zero_after_a_run(monkeypatch, tmp_path):
+    """The console wrapper exits with main()'s value: a command's report dict must not become exit status 1."""
+    from nlp_reuse.commands import push
+
+    monkeypatch.setattr(push, "main", lambda argv: {"written": argv})
+    assert main(["push", "--model_dir", "x"]) == 0
+    failed = subprocess.run([sys.executable, "-m", "nlp_reuse.commands", "push", "--model_dir", str(tmp_path / "none"),
+                             "--dry_run", str(tmp_path / "up")], capture_output=True, text=True, cwd=tmp_path)
+    assert failed.returncode != 0 and "Expected a run folder" in failed.stderr

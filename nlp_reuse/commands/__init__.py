@@ -32,18 +32,19 @@ def _usage() -> str:
             + "\n\n`nlp-reuse <command> --help` lists the command's flags.")
 
 
-def main(argv: list[str] | None = None):
-    """Entry point of the `nlp-reuse` console script."""
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `nlp-reuse` console script; returns the exit status (the console wrapper exits with it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
-        return None
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         raise SystemExit(f"nlp-reuse: unknown command {name!r}; expected one of {', '.join(COMMANDS)}.\n\n{_usage()}")
     module = importlib.import_module(f"nlp_reuse.commands.{COMMANDS[name][0]}")
     try:
-        return module.main(rest)
+        module.main(rest)  # prints where its results went; the return value is for library callers
+        return 0
     finally:
         from nlp_reuse.pipeline import release_distributed
 
