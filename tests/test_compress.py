@@ -473,3 +473,13 @@ def test_real_minilm_export_and_dynamic_int8(tmp_path):
     assert result.parity_max_abs_diff < 1e-4
     assert result.quantized_ops["MatMulInteger"] >= 36 and result.quantized_ops["float_matmul_weights"] == 0
     assert result.sizes_mb["onnx_int8"] < 0.3 * result.sizes_mb["onnx"]
+
+
+def test_export_traces_eager_attention_and_restores_the_model(trained_dir, tmp_path):
+    model = AutoModelForSequenceClassification.from_pretrained(trained_dir, attn_implementation="sdpa").eval()
+    tokenizer = AutoTokenizer.from_pretrained(trained_dir)
+    folder = export_onnx(model, tokenizer, tmp_path / "onnx")
+    assert model.config._attn_implementation == "sdpa"  # the caller's model is left as it was given
+    ops = {node.op_type for node in onnx.load(str(folder / "model.onnx")).graph.node}
+    assert "IsNaN" not in ops  # SDPA's fully-masked-row guard is absent from the eager trace
+    assert np.abs(onnx_logits(OnnxClassifier(folder), TEXTS) - torch_logits(model, tokenizer, TEXTS)).max() < 1e-4
