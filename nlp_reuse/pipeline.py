@@ -45,10 +45,12 @@ def prepare_output_dir(path: str, overwrite: bool) -> Path:
 
 
 def _trainer_args(args: NlpReuseTrainingArguments, output_dir: Path) -> NlpReuseTrainingArguments:
-    """A copy of `args` for one Trainer: its own folder, and Hub pushes left to nlp_reuse.hub (deliverables only)."""
+    """A copy of `args` for one Trainer: its own folder, Hub pushes left to nlp_reuse.hub (deliverables only), and
+    no token: Trainer pickles its arguments into training_args.bin beside the model and in every checkpoint."""
     trainer_args = copy.copy(args)
     trainer_args.output_dir = str(output_dir)
     trainer_args.push_to_hub = False
+    trainer_args.hub_token = None
     return trainer_args
 
 

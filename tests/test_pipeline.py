@@ -146,3 +146,15 @@ def test_distill_with_export_onnx_int8_adds_measured_artefacts(finetuned, tiny_d
     assert report["artefacts"]["onnx_int8"]["size_mb"] < report["artefacts"]["onnx"]["size_mb"]
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["artefacts"] == report["artefacts"]
+
+
+def test_hub_token_lands_in_no_file(finetuned, tiny_data_dir, tmp_path):
+    """--hub_token reaches the push only: not training_args.bin (student/, checkpoints), reports or run args."""
+    token = "hf_" + "tokenThatMustNotBeSaved" * 2
+    teacher, _ = finetuned
+    distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "run"),
+                  "--student_num_layers", "2", "--hub_token", token, "--save_strategy", "epoch",
+                  *data_flags(tiny_data_dir), *FAST])
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert any(p.name == "training_args.bin" for p in files) and any("checkpoint-" in str(p) for p in files)
+    assert [str(p) for p in files if token.encode() in p.read_bytes()] == []
