@@ -6,6 +6,7 @@ gradient accumulation and DDP/FSDP come from `Trainer`.
 """
 
 import contextlib
+import copy
 
 import torch
 from transformers import PreTrainedModel, Trainer
@@ -40,10 +41,12 @@ class DistillationTrainer(Trainer):
     def __init__(self, model: PreTrainedModel, teacher_model: PreTrainedModel, args: DistillationArguments,
                  **kwargs):
         super().__init__(model=model, args=args, **kwargs)
-        teacher_model.requires_grad_(False)
-        # Half-precision weights are cast once here, not per step by autocast.
+        # Half-precision weights are cast once here, not per step by autocast, on a copy: the caller's teacher is
+        # measured for the report and seeds the baseline as it was given.
         self.teacher_dtype = resolve_teacher_dtype(args)
-        teacher_model.to(self.teacher_dtype)
+        if any(p.dtype != self.teacher_dtype for p in teacher_model.parameters()):
+            teacher_model = copy.deepcopy(teacher_model).to(self.teacher_dtype)
+        teacher_model.requires_grad_(False)
         # evaluation_mode: placed on the device (and under mixed-precision autocast) but never wrapped in DDP.
         self.teacher = self.accelerator.prepare_model(teacher_model.eval(), evaluation_mode=True)
         if args.torch_compile:

@@ -139,3 +139,16 @@ def test_evaluation_reports_accuracy(tiny_teacher_dir, tokenized, tmp_path):
     trainer.compute_metrics = compute_metrics
     metrics = trainer.evaluate()
     assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and "eval_macro_f1" in metrics and metrics["eval_loss"] > 0
+
+
+def test_half_precision_teacher_is_a_copy_the_callers_model_stays_fp32(no_dropout_teacher_dir, tokenized, tmp_path):
+    """--teacher_dtype bfloat16 must not cast the caller's teacher: the report measures it, the baseline copies it."""
+    teacher = load_teacher(str(no_dropout_teacher_dir))
+    before = snapshot(teacher)
+    trainer = make_trainer(teacher, student_from_teacher_layers(teacher, 2), tokenized, tmp_path, max_steps=1,
+                           teacher_dtype="bfloat16")
+    assert {p.dtype for p in trainer.teacher.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in teacher.parameters()} == {torch.float32}
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
+    trainer.train()
+    assert {p.dtype for p in teacher.parameters()} == {torch.float32}
