@@ -26,9 +26,11 @@ LOGITS_COLUMN = "teacher_logits"
 INPUT_COLUMNS = ("input_ids", "token_type_ids", "attention_mask")
 
 
-def fingerprint(teacher: torch.nn.Module, dataset: Dataset, batch_size: int = 4096) -> str:
-    """Hash of the teacher's weights and the tokenized inputs, in order."""
-    h = hashlib.sha256(f"nlp_reuse-teacher-cache-{CACHE_FORMAT}".encode())
+def fingerprint(teacher: torch.nn.Module, dataset: Dataset, compute_dtype: torch.dtype | None = None,
+                batch_size: int = 4096) -> str:
+    """Hash of everything that changes the logits: the teacher's weights, the autocast dtype they are computed
+    under (None: the weights' own), and the tokenized inputs, in order."""
+    h = hashlib.sha256(f"nlp_reuse-teacher-cache-{CACHE_FORMAT}-compute:{compute_dtype}".encode())
     for name, tensor in sorted(teacher.state_dict().items()):
         h.update(name.encode())
         h.update(str(tensor.dtype).encode())
@@ -64,7 +66,7 @@ def load_or_compute(teacher: torch.nn.Module, dataset: Dataset, collator, cache_
 
     Call it on the main process first (`TrainingArguments.main_process_first`): the others then find the entry.
     """
-    key = fingerprint(teacher, dataset)
+    key = fingerprint(teacher, dataset, dtype)
     entry = Path(cache_dir) / key
     info = {"fingerprint": key, "path": str(entry), "computed": False, "seconds": 0.0}
     if not (entry / "dataset_info.json").is_file():

@@ -55,6 +55,9 @@ def test_fingerprint_changes_with_teacher_and_tokenization(setup, tmp_path):
     assert fingerprint(teacher, train16) == base
     assert fingerprint(teacher, train6) != base  # a shorter max_length truncates: other inputs
     assert fingerprint(teacher, train16.select(range(10))) != base  # other data
+    # Logits computed under bf16 autocast must never be reused by an fp32 run, nor the reverse.
+    assert fingerprint(teacher, train16, torch.bfloat16) not in (base, fingerprint(teacher, train16, torch.float16))
+    assert fingerprint(teacher, train16, None) == base
     with torch.no_grad():
         teacher.classifier.bias[0] += 1e-3
     assert fingerprint(teacher, train16) != base  # other weights
