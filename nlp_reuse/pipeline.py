@@ -105,7 +105,7 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
             **strategy_trainer_kwargs(applied, args),
         )
         with measure_training(args.device) as cost:
-            trainer.train()
+            trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
         cost.trainable_params, cost.total_params = applied.trainable_params, applied.total_params
         model = save_trained_model(applied, trainer, out, out / "adapter", merge=args.merge_adapter)
         validation = trainer.evaluate()
@@ -197,7 +197,7 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
                                   args=_trainer_args(args, out / "student"), **{**common, "train_dataset": kd_train},
                                   **strategy_trainer_kwargs(applied, args))
     with measure_training(args.device) as student_cost:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     student_cost.trainable_params, student_cost.total_params = applied.trainable_params, applied.total_params
     student_model = save_trained_model(applied, trainer, out / "student", out / "student_adapter",
                                        merge=args.merge_adapter)
@@ -212,7 +212,7 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
         baseline_trainer = Trainer(model=baseline_applied.model, args=_trainer_args(args, out / "baseline"),
                                    **common, **strategy_trainer_kwargs(baseline_applied, args))
         with measure_training(args.device) as baseline_cost:
-            baseline_trainer.train()
+            baseline_trainer.train()  # --resume_from_checkpoint names a student checkpoint; the baseline reruns
         baseline_cost.trainable_params = baseline_applied.trainable_params
         baseline_cost.total_params = baseline_applied.total_params
         baseline = save_trained_model(baseline_applied, baseline_trainer, out / "baseline", out / "baseline_adapter",

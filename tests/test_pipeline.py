@@ -1,6 +1,7 @@
 """End to end on tiny models: scripts/finetune.py then scripts/distill.py, their folders and report.json."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,21 @@ def test_hub_token_lands_in_no_file(finetuned, tiny_data_dir, tmp_path):
     files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
     assert any(p.name == "training_args.bin" for p in files) and any("checkpoint-" in str(p) for p in files)
     assert [str(p) for p in files if token.encode() in p.read_bytes()] == []
+
+
+def test_distill_resumes_from_the_checkpoint_it_is_given(finetuned, tiny_data_dir, tmp_path):
+    """--resume_from_checkpoint continues from the checkpoint's state instead of silently restarting at step 0."""
+    teacher, _ = finetuned
+    flags = ["--teacher_model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "run"),
+             "--student_num_layers", "2", "--save_strategy", "steps", "--save_steps", "2", "--logging_steps", "1",
+             *data_flags(tiny_data_dir), *FAST]
+    distill.main(flags)
+    # Mark the step-2 state: only a run that really resumes from it carries the mark into its later checkpoints.
+    state_file = tmp_path / "run" / "student" / "checkpoint-2" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["log_history"].append({"step": 2, "marker": "from checkpoint-2"})
+    state_file.write_text(json.dumps(state))
+    distill.main([*flags, "--overwrite_output_dir", "true", "--resume_from_checkpoint", str(state_file.parent)])
+    resumed = json.loads((tmp_path / "run" / "student" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert {"step": 2, "marker": "from checkpoint-2"} in resumed["log_history"]
+    assert [entry["step"] for entry in resumed["log_history"] if "loss" in entry] == [1, 2, 3, 4]
