@@ -190,6 +190,13 @@ class FinetuneArguments(StrategyArguments, NlpReuseTrainingArguments):
     def __post_init__(self):
         super().__post_init__()
         self.check_strategy_ranges()
+        if self.push_to_hub:  # Trainer's own push would upload checkpoints and optimizer states; refuse, say how
+            raise ValueError(
+                "Expected no --push_to_hub for finetune (it publishes distilled students with their model card); "
+                "found --push_to_hub true. Fix: drop it and distill the teacher with `nlp-reuse distill "
+                "--push_to_hub true --hub_model_id OWNER/NAME`, or upload the fine-tuned folder as it is with "
+                "`hf upload OWNER/NAME OUTPUT_DIR`."
+            )
 
 
 @dataclass

@@ -134,3 +134,10 @@ def test_console_command_exits_zero_after_a_run(monkeypatch, tmp_path):
     failed = subprocess.run([sys.executable, "-m", "nlp_reuse.commands", "push", "--model_dir", str(tmp_path / "none"),
                              "--dry_run", str(tmp_path / "up")], capture_output=True, text=True, cwd=tmp_path)
     assert failed.returncode != 0 and "Expected a run folder" in failed.stderr
+
+
+def test_finetune_refuses_push_to_hub_instead_of_ignoring_it(tmp_path):
+    with pytest.raises(ValueError, match=r"Expected no --push_to_hub for finetune.*Fix: drop it"):
+        parse_args(make_parser((DataArguments, FinetuneArguments), "test"),
+                   ["--dataset_name", "builtin:trec6", "--output_dir", str(tmp_path), "--push_to_hub", "true",
+                    "--hub_model_id", "me/teacher"])
