@@ -72,10 +72,20 @@ def load_teacher(name_or_path: str, **kwargs) -> PreTrainedModel:
     if classifier_labels(config) is None:
         raise ModelError(
             f"The teacher {name_or_path} has no named labels (found {list(config.id2label.values())}): it does not "
-            "look fine-tuned for classification. Fine-tune it first: python scripts/finetune.py "
+            "look fine-tuned for classification. Fine-tune it first: nlp-reuse finetune "
             f"--model_name_or_path {name_or_path} --dataset_name ... --output_dir TEACHER_DIR"
         )
-    teacher = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    teacher, info = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True, **kwargs)
+    # Any weight that had to be initialised (typically the classifier head of a plain encoder folder) means the
+    # teacher would teach from random logits.
+    missing = sorted(info["missing_keys"])
+    if missing:
+        raise ModelError(
+            f"The teacher {name_or_path} is not a trained classifier: expected every weight of "
+            f"{type(teacher).__name__} in its folder, found {len(missing)} missing and randomly initialised "
+            f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}). Fine-tune it first: nlp-reuse finetune "
+            f"--model_name_or_path {name_or_path} --dataset_name ... --output_dir TEACHER_DIR"
+        )
     teacher.requires_grad_(False)
     return teacher.eval()
 

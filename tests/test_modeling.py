@@ -59,8 +59,22 @@ def test_student_from_config_shapes_and_errors(teacher):
 
 def test_untuned_teacher_is_refused(tiny_tokenizer_dir, tmp_path):
     path = build_tiny_bert(tiny_tokenizer_dir, tmp_path / "raw", labels=None)
-    with pytest.raises(ModelError, match=r"no named labels .*LABEL_0.*Fine-tune it first: python scripts/finetune.py"):
+    with pytest.raises(ModelError, match=r"no named labels .*LABEL_0.*Fine-tune it first: nlp-reuse finetune"):
         load_teacher(str(path))
+
+
+def test_encoder_without_a_trained_head_is_refused(tiny_tokenizer_dir, tmp_path):
+    """A plain encoder folder with named labels would teach from a random classifier head."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    labels = ["negative", "neutral", "positive"]
+    config = BertConfig(vocab_size=AutoTokenizer.from_pretrained(tiny_tokenizer_dir).vocab_size, hidden_size=16,
+                        num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    BertModel(config).save_pretrained(tmp_path / "encoder")
+    with pytest.raises(ModelError, match=r"not a trained classifier: .*missing and randomly initialised "
+                                         r"\(classifier\.bias, classifier\.weight\).*Fine-tune it first"):
+        load_teacher(str(tmp_path / "encoder"))
 
 
 def test_missing_local_folder_is_refused():
