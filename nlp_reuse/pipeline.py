@@ -7,6 +7,7 @@ tokenizers are checked against each other before any training step.
 import copy
 import dataclasses
 import logging
+import shutil
 from pathlib import Path
 
 import torch
@@ -42,6 +43,27 @@ def prepare_output_dir(path: str, overwrite: bool) -> Path:
         )
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+# Everything a distillation run (and its --export) writes into its folder. A rerun with --overwrite_output_dir
+# removes these first, so the folder never pairs a new report with an older run's student, baseline or ONNX
+# files (which push would upload); files of the user's own in the folder are kept.
+RUN_ARTEFACTS = ("report.json", "run_args.json", "export_report.json", "student", "student_adapter", "baseline",
+                 "baseline_adapter", "onnx", "onnx_int8", "onnx_int8_rejected", "pytorch")
+
+
+def clear_run_artefacts(out: Path, keep: tuple[str, ...] = ()) -> list[str]:
+    """Remove the RUN_ARTEFACTS of an earlier run from `out` (except `keep`); returns what was removed."""
+    removed = []
+    for name in RUN_ARTEFACTS:
+        path = out / name
+        if name in keep or not path.exists():
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        removed.append(name)
+    if removed:
+        logger.warning("--overwrite_output_dir: removed %s of an earlier run from %s", ", ".join(removed), out)
+    return removed
 
 
 def _trainer_args(args: NlpReuseTrainingArguments, output_dir: Path) -> NlpReuseTrainingArguments:
@@ -193,6 +215,10 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     cache_info = None
     if args.teacher_cache is not None:
         kd_train, cache_info = with_teacher_cache(args, teacher, kd_train, collator)
+    if PartialState().is_main_process:
+        # Only now, with every input checked: a resumed run keeps the student's checkpoints it resumes from.
+        clear_run_artefacts(out, keep=("student", "student_adapter") if args.resume_from_checkpoint else ())
+    PartialState().wait_for_everyone()
     trainer = DistillationTrainer(model=applied.model, teacher_model=teacher,
                                   args=_trainer_args(args, out / "student"), **{**common, "train_dataset": kd_train},
                                   **strategy_trainer_kwargs(applied, args))

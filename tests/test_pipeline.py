@@ -177,3 +177,22 @@ def test_distill_resumes_from_the_checkpoint_it_is_given(finetuned, tiny_data_di
     resumed = json.loads((tmp_path / "run" / "student" / "checkpoint-4" / "trainer_state.json").read_text())
     assert {"step": 2, "marker": "from checkpoint-2"} in resumed["log_history"]
     assert [entry["step"] for entry in resumed["log_history"] if "loss" in entry] == [1, 2, 3, 4]
+
+
+def test_overwritten_run_folder_holds_no_artefact_of_the_earlier_run(finetuned, tiny_data_dir, tmp_path):
+    """An earlier run's ONNX folders and export report would be pushed beside the new student; the user's file stays."""
+    teacher, _ = finetuned
+    run = tmp_path / "run"
+    distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(run), "--student_num_layers",
+                  "2", "--export", "onnx", *data_flags(tiny_data_dir), *FAST])
+    assert (run / "onnx" / "model.onnx").is_file() and (run / "export_report.json").is_file()
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(Exception, match="no column 'sentence'"):  # bad input: nothing is removed yet
+        distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(run), "--student_num_layers",
+                      "2", "--overwrite_output_dir", "true", "--text_column", "sentence", *data_flags(tiny_data_dir),
+                      *FAST])
+    assert (run / "onnx" / "model.onnx").is_file()
+    distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(run), "--student_num_layers",
+                  "2", "--overwrite_output_dir", "true", *data_flags(tiny_data_dir), *FAST])
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt", "report.json", "run_args.json", "student"]
+    assert "artefacts" not in json.loads((run / "report.json").read_text())
