@@ -1,14 +1,18 @@
 """`DistillationTrainer`: a `transformers.Trainer` whose loss learns from a frozen teacher.
 
-Only `__init__`, `compute_loss`, `create_optimizer` (to train the layer projections with the student) and the
-signature columns (to keep cached teacher logits) are overridden, so checkpointing, logging, mixed precision,
+Only `__init__`, `compute_loss`, `create_optimizer` (to train the layer projections with the student), the
+projector's share of checkpointing and gradient clipping, and the signature columns (to keep cached teacher logits)
+are overridden, so checkpointing, logging, mixed precision,
 gradient accumulation and DDP/FSDP come from `Trainer`.
 """
 
 import contextlib
 import copy
+import itertools
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -18,6 +22,7 @@ from .losses import attention_kl_loss, get_hidden_loss, kd_loss
 from .modeling import num_layers
 from .teacher_cache import LOGITS_COLUMN
 
+PROJECTOR_FILE_NAME = "projector.safetensors"
 TEACHER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -87,7 +92,57 @@ class DistillationTrainer(Trainer):
             p is q for group in optimizer.param_groups for p in group["params"] for q in self.projector.parameters()
         ):
             optimizer.add_param_group({"params": list(self.projector.parameters()), "weight_decay": 0.0})
+            # Trainer zeroes the student's gradients after each step (model.zero_grad()); without this the
+            # projector's would keep accumulating across optimizer steps.
+            projector = self.projector
+            optimizer.register_step_post_hook(lambda *_: projector.zero_grad(set_to_none=True))
         return optimizer
+
+    # The projector trains with the student but lives outside it: Trainer checkpoints, clips and reports only
+    # `self.model`, so the projector is saved beside the optimizer state it belongs to, restored with it on resume
+    # and with the best checkpoint, and counted in clipping and the logged grad norm.
+
+    def _trainable_parameters(self, model):
+        if self.projector is None:
+            return model.parameters()
+        return itertools.chain(model.parameters(), self.projector.parameters())
+
+    def _clip_grad_norm(self, model):
+        if self.projector is None:
+            return super()._clip_grad_norm(model)
+        return self.accelerator.clip_grad_norm_(self._trainable_parameters(model), self.args.max_grad_norm)
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        if grad_norm is None and self.projector is not None:
+            grad_norm = self.accelerator.clip_grad_norm_(self._trainable_parameters(model), float("inf"))
+        return super()._get_grad_norm(model, grad_norm=grad_norm)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.projector is not None and self.args.should_save:
+            save_file(self.accelerator.unwrap_model(self.projector).state_dict(),
+                      str(Path(output_dir) / PROJECTOR_FILE_NAME))
+
+    def _load_projector(self, checkpoint: str | None) -> None:
+        if self.projector is None or checkpoint is None:
+            return
+        path = Path(checkpoint) / PROJECTOR_FILE_NAME
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"Expected {path}: the checkpoint of a hidden-state distillation run with a learned projection "
+                f"holds it beside the optimizer state; found {sorted(p.name for p in Path(checkpoint).iterdir())}. "
+                "Fix: resume from a checkpoint written by this version of nlp_reuse with the same --layer_map, "
+                "or start the run again without --resume_from_checkpoint."
+            )
+        self.accelerator.unwrap_model(self.projector).load_state_dict(load_file(str(path)))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        self._load_projector(checkpoint)
+
+    def _load_best_model(self) -> None:
+        super()._load_best_model()
+        self._load_projector(self.state.best_model_checkpoint)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.get("labels")

@@ -1,5 +1,7 @@
 """DistillationTrainer on tiny models: what trains, what stays frozen, the loss value, gradient accumulation."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -152,3 +154,59 @@ def test_half_precision_teacher_is_a_copy_the_callers_model_stays_fp32(no_dropou
     assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
     trainer.train()
     assert {p.dtype for p in teacher.parameters()} == {torch.float32}
+
+
+def _narrow_student(teacher):
+    torch.manual_seed(0)
+    return student_from_config(teacher, {"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2,
+                                         "intermediate_size": 32})
+
+
+def test_resume_restores_the_projector_and_matches_the_uninterrupted_run(no_dropout_teacher_dir, tokenized, tmp_path):
+    """Hidden-state KD through a learned projection (student 16 -> teacher 32), checkpoint at step 2 of 4."""
+    teacher = load_teacher(str(no_dropout_teacher_dir))
+    hidden = dict(hidden_loss_weight=1.0, max_steps=4, save_strategy="steps", save_steps=2)
+    full = make_trainer(teacher, _narrow_student(teacher), tokenized, tmp_path / "full", **hidden)
+    full.train()
+    checkpoint = tmp_path / "full" / "checkpoint-2"
+    assert (checkpoint / "projector.safetensors").is_file()
+    # Zeroed after every optimizer step like the student's (Trainer only zeroes the model it wraps).
+    assert all(p.grad is None for p in full.projector.parameters())
+
+    resumed = make_trainer(teacher, _narrow_student(teacher), tokenized, tmp_path / "resumed", **hidden)
+    with torch.no_grad():  # whatever the new projector starts as, resuming must replace it
+        for p in resumed.projector.parameters():
+            p.add_(1.0)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 4
+    for a, b in [(full.model, resumed.model), (full.projector, resumed.projector)]:
+        for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+            torch.testing.assert_close(x, y, rtol=0, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_grad_norm_and_clipping_cover_the_projector(no_dropout_teacher_dir, tokenized, tmp_path):
+    teacher = load_teacher(str(no_dropout_teacher_dir))
+    trainer = make_trainer(teacher, _narrow_student(teacher), tokenized, tmp_path, hidden_loss_weight=1.0,
+                           max_grad_norm=1e-3)
+    batch = trainer.data_collator([tokenized[0]["train"][i] for i in range(8)])
+    trainer.compute_loss(trainer.model, batch).backward()
+    params = [*trainer.model.parameters(), *trainer.projector.parameters()]
+    expected = torch.sqrt(sum(p.grad.pow(2).sum() for p in params if p.grad is not None))
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.projector.parameters())
+    assert float(trainer._get_grad_norm(trainer.model)) == pytest.approx(float(expected), rel=1e-5)
+    trainer._clip_grad_norm(trainer.model)
+    clipped = torch.sqrt(sum(p.grad.pow(2).sum() for p in params if p.grad is not None))
+    assert float(clipped) == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_best_checkpoint_brings_its_projector_back(no_dropout_teacher_dir, tokenized, tmp_path):
+    teacher = load_teacher(str(no_dropout_teacher_dir))
+    trainer = make_trainer(teacher, _narrow_student(teacher), tokenized, tmp_path, hidden_loss_weight=1.0,
+                           max_steps=4, save_strategy="steps", save_steps=2, eval_strategy="steps", eval_steps=2,
+                           load_best_model_at_end=True, metric_for_best_model="loss", greater_is_better=True)
+    trainer.train()  # greater_is_better on the loss: the best checkpoint is the earlier, worse one (step 2)
+    best = Path(trainer.state.best_model_checkpoint)
+    assert best.name == "checkpoint-2"
+    saved = load_file(str(best / "projector.safetensors"))
+    for name, value in trainer.projector.state_dict().items():
+        torch.testing.assert_close(value, saved[name], rtol=0, atol=0)
