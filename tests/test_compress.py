@@ -344,6 +344,32 @@ def test_overwrite_protection(trained_dir, tmp_path):
     assert prepare_output_dir(tmp_path / "fresh", overwrite=False).is_dir()
 
 
+def test_a_failed_overwrite_keeps_the_previous_export(trained_dir, tmp_path, monkeypatch):
+    """An export killed or failing halfway (here: in quantization) must not destroy the good export it replaces."""
+    import nlp_reuse.compress.pipeline as export_pipeline
+
+    val_texts, val_labels = _rows(12, seed=2)
+    first = export_model(trained_dir, tmp_path, quantization="dynamic", validation_texts=val_texts,
+                         validation_labels=val_labels)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_pipeline, "quantize_dynamic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_model(trained_dir, tmp_path, quantization="dynamic", validation_texts=val_texts,
+                     validation_labels=val_labels, overwrite=True)
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # same files, same bytes, no stage folder left behind
+    assert json.loads((tmp_path / "export_report.json").read_text())["deliverable"] == first.deliverable
+
+    (tmp_path / ".export-staging-killed").mkdir()  # what a SIGKILL mid-export leaves
+    monkeypatch.undo()
+    export_model(trained_dir, tmp_path, quantization="none", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export_report.json", "onnx"]
+
+
 def test_error_not_a_sequence_classification_model(tiny_tokenizer_dir, tmp_path):
     BertModel(BertConfig(vocab_size=200, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=32)).save_pretrained(tmp_path)

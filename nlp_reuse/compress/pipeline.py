@@ -13,6 +13,7 @@ Only those sub-folders are replaced (with `overwrite`); anything else in `output
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -139,9 +140,38 @@ def _claim_subfolders(output_dir: Path, names: list[str], overwrite: bool) -> No
             f"no existing {', '.join(names)} in the output folder", f"existing {', '.join(taken)}",
             "pass --overwrite (overwrite=True) or choose another --output_dir",
         ))
-    for name in _SUBFOLDERS:  # a rerun must not leave a stale int8 folder from a previous run behind
-        if overwrite and (output_dir / name).exists():
-            shutil.rmtree(output_dir / name)
+
+
+_STAGE_PREFIX = ".export-staging-"
+
+
+@contextlib.contextmanager
+def _staged_export(output: Path):
+    """Yield a fresh stage folder inside `output`; on success swap its sub-folders and report into `output`.
+
+    Leftover stages of killed exports are removed first. On an exception the stage is deleted and `output` keeps
+    its previous export; the swap itself is a few renames, sub-folders first and the report last.
+    """
+    output.mkdir(parents=True, exist_ok=True)
+    for leftover in output.glob(f"{_STAGE_PREFIX}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=_STAGE_PREFIX, dir=output))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    for name in (*_SUBFOLDERS, EXPORT_REPORT_NAME):
+        old = output / name
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
+    for name in _SUBFOLDERS:
+        if (stage / name).exists():
+            (stage / name).rename(output / name)
+    (stage / EXPORT_REPORT_NAME).rename(output / EXPORT_REPORT_NAME)
+    shutil.rmtree(stage)
 
 
 def export_model(
@@ -227,77 +257,83 @@ def export_model(
     model = model.to("cpu").eval()
     params["compressed"] = count_parameters(model)
 
-    pytorch_dir = None
-    if torch_changes:
-        pytorch_dir = prepare_output_dir(output / "pytorch", overwrite)
-        if use_low_rank:
-            save_low_rank_model(model, tokenizer, pytorch_dir)
-        else:
-            model.save_pretrained(pytorch_dir)
-            tokenizer.save_pretrained(pytorch_dir)
-        write_compression_info(pytorch_dir, {**compression, "format": "pytorch", "precision": "fp32"})
+    # Everything is built in a hidden stage folder and swapped in only when complete: a killed or failed export
+    # leaves the previous one (and the report that describes it) as it was.
+    with _staged_export(output) as stage:
+        def final(path: Path) -> str:  # where a staged folder will live once swapped in
+            return str(output / Path(path).relative_to(stage))
 
-    onnx_dir = export_onnx(model, tokenizer, output / "onnx", overwrite=overwrite, compression=compression)
-    sizes = {} if pytorch_dir is None else {"pytorch": size_on_disk_mb(pytorch_dir)}
-    deliverable, kind, quantized_dir, guard, used_isa, ops = onnx_dir, "onnx", None, None, None, None
-    quantize_optimization = None
-    with tempfile.TemporaryDirectory(prefix="nlp_reuse_quant_src_") as tmp:
-        if quantization != "none":
-            used_isa = isa or detect_cpu_isa()
-            source = onnx_dir
-            if optimize is not None:
-                # ORT's quantizer cannot type the com.microsoft fused ops that O2/O3 create (Attention,
-                # SkipLayerNormalization), so int8 starts from an O1 graph; onnxruntime fuses the quantized graph
-                # again when the session loads.
-                source = optimize_onnx(onnx_dir, Path(tmp) / "o1", "O1")
-                quantize_optimization = "O1"
-            target = output / "onnx_int8"
-            if quantization == "dynamic":
-                quantize_dynamic(source, target, isa=used_isa, per_channel=per_channel, overwrite=overwrite)
+        pytorch_dir = None
+        if torch_changes:
+            pytorch_dir = prepare_output_dir(stage / "pytorch", overwrite)
+            if use_low_rank:
+                save_low_rank_model(model, tokenizer, pytorch_dir)
             else:
-                calibration = random.Random(seed).sample(list(train_texts),
-                                                         min(calibration_samples, len(train_texts)))
-                quantize_static(source, target, calibration, method=calibration_method, isa=used_isa,
-                                percentile=calibration_percentile, max_length=max_length, per_channel=per_channel,
-                                overwrite=overwrite)
-    if optimize is not None:
-        optimize_onnx(onnx_dir, onnx_dir, optimize)
-    parity_texts = (validation_texts or train_texts or _PARITY_FALLBACK)[:32]
-    parity = check_onnx_parity(model, tokenizer, onnx_dir, parity_texts, max_length)
-    # O3's GELU approximation moves logits by ~1e-3; anything far beyond that is a broken export.
-    if parity > (1e-2 if optimize == "O3" else 1e-3):
-        logger.warning("ONNX logits differ from PyTorch by up to %.3g on %d texts.", parity, len(parity_texts))
-    sizes["onnx"] = size_on_disk_mb(onnx_dir)
+                model.save_pretrained(pytorch_dir)
+                tokenizer.save_pretrained(pytorch_dir)
+            write_compression_info(pytorch_dir, {**compression, "format": "pytorch", "precision": "fp32"})
 
-    if quantization != "none":
-        target = output / "onnx_int8"
-        ops = count_quantized_ops(target / "model.onnx")
-        guard = accuracy_guard(onnx_dir, target, list(validation_texts), val_ids,
-                               max_accuracy_drop=max_accuracy_drop, max_length=max_length)
-        sizes["onnx_int8"] = size_on_disk_mb(target)
-        if guard.triggered:
-            quantized_dir = output / "onnx_int8_rejected"
-            target.rename(quantized_dir)
-        else:
-            quantized_dir, deliverable, kind = target, target, "onnx_int8"
+        onnx_dir = export_onnx(model, tokenizer, stage / "onnx", overwrite=overwrite, compression=compression)
+        sizes = {} if pytorch_dir is None else {"pytorch": size_on_disk_mb(pytorch_dir)}
+        deliverable, kind, quantized_dir, guard, used_isa, ops = onnx_dir, "onnx", None, None, None, None
+        quantize_optimization = None
+        with tempfile.TemporaryDirectory(prefix="nlp_reuse_quant_src_") as tmp:
+            if quantization != "none":
+                used_isa = isa or detect_cpu_isa()
+                source = onnx_dir
+                if optimize is not None:
+                    # ORT's quantizer cannot type the com.microsoft fused ops that O2/O3 create (Attention,
+                    # SkipLayerNormalization), so int8 starts from an O1 graph; onnxruntime fuses the quantized graph
+                    # again when the session loads.
+                    source = optimize_onnx(onnx_dir, Path(tmp) / "o1", "O1")
+                    quantize_optimization = "O1"
+                target = stage / "onnx_int8"
+                if quantization == "dynamic":
+                    quantize_dynamic(source, target, isa=used_isa, per_channel=per_channel, overwrite=overwrite)
+                else:
+                    calibration = random.Random(seed).sample(list(train_texts),
+                                                             min(calibration_samples, len(train_texts)))
+                    quantize_static(source, target, calibration, method=calibration_method, isa=used_isa,
+                                    percentile=calibration_percentile, max_length=max_length, per_channel=per_channel,
+                                    overwrite=overwrite)
+        if optimize is not None:
+            optimize_onnx(onnx_dir, onnx_dir, optimize)
+        parity_texts = (validation_texts or train_texts or _PARITY_FALLBACK)[:32]
+        parity = check_onnx_parity(model, tokenizer, onnx_dir, parity_texts, max_length)
+        # O3's GELU approximation moves logits by ~1e-3; anything far beyond that is a broken export.
+        if parity > (1e-2 if optimize == "O3" else 1e-3):
+            logger.warning("ONNX logits differ from PyTorch by up to %.3g on %d texts.", parity, len(parity_texts))
+        sizes["onnx"] = size_on_disk_mb(onnx_dir)
 
-    result = ExportResult(
-        output_dir=str(output), deliverable=str(deliverable), deliverable_kind=kind, onnx_dir=str(onnx_dir),
-        quantized_dir=str(quantized_dir) if quantized_dir else None,
-        pytorch_dir=str(pytorch_dir) if pytorch_dir else None, quantization=quantization, isa=used_isa,
-        optimization=optimize, quantized_from_optimization=quantize_optimization, parity_max_abs_diff=parity, sizes_mb=sizes, params=params,
-        guard=guard.to_dict() if guard else None, guard_triggered=bool(guard and guard.triggered),
-        quantized_ops=ops, recovery_epochs=recovery_epochs,
-        settings={"model_dir": str(model_dir), "calibration_method": calibration_method,
-                  "calibration_samples": calibration_samples, "max_accuracy_drop": max_accuracy_drop,
-                  "prune_heads_fraction": prune_heads_fraction, "head_importance_samples": head_importance_samples,
-                  "magnitude_prune_amount": magnitude_prune_amount,
-                  "low_rank_ratio": low_rank_ratio, "low_rank_energy": low_rank_energy,
-                  "low_rank_targets": low_rank_targets, "per_channel": per_channel, "max_length": max_length,
-                  "seed": seed},
-        **result_parts,
-    )
-    (output / EXPORT_REPORT_NAME).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        if quantization != "none":
+            target = stage / "onnx_int8"
+            ops = count_quantized_ops(target / "model.onnx")
+            guard = accuracy_guard(onnx_dir, target, list(validation_texts), val_ids,
+                                   max_accuracy_drop=max_accuracy_drop, max_length=max_length)
+            sizes["onnx_int8"] = size_on_disk_mb(target)
+            if guard.triggered:
+                quantized_dir = stage / "onnx_int8_rejected"
+                target.rename(quantized_dir)
+            else:
+                quantized_dir, deliverable, kind = target, target, "onnx_int8"
+
+        result = ExportResult(
+            output_dir=str(output), deliverable=final(deliverable), deliverable_kind=kind, onnx_dir=final(onnx_dir),
+            quantized_dir=final(quantized_dir) if quantized_dir else None,
+            pytorch_dir=final(pytorch_dir) if pytorch_dir else None, quantization=quantization, isa=used_isa,
+            optimization=optimize, quantized_from_optimization=quantize_optimization, parity_max_abs_diff=parity, sizes_mb=sizes, params=params,
+            guard=guard.to_dict() if guard else None, guard_triggered=bool(guard and guard.triggered),
+            quantized_ops=ops, recovery_epochs=recovery_epochs,
+            settings={"model_dir": str(model_dir), "calibration_method": calibration_method,
+                      "calibration_samples": calibration_samples, "max_accuracy_drop": max_accuracy_drop,
+                      "prune_heads_fraction": prune_heads_fraction, "head_importance_samples": head_importance_samples,
+                      "magnitude_prune_amount": magnitude_prune_amount,
+                      "low_rank_ratio": low_rank_ratio, "low_rank_energy": low_rank_energy,
+                      "low_rank_targets": low_rank_targets, "per_channel": per_channel, "max_length": max_length,
+                      "seed": seed},
+            **result_parts,
+        )
+        (stage / EXPORT_REPORT_NAME).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result
 
 
