@@ -270,7 +270,7 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
         "num_train_epochs": args.num_train_epochs, "learning_rate": args.learning_rate,
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "world_size": args.world_size, "seed": args.seed,
+        "world_size": args.world_size, "distributed_type": PartialState().distributed_type.value, "seed": args.seed,
     }
     report["training_cost"] = {"student": student_cost.as_dict()}
     if baseline_cost is not None:

@@ -3,7 +3,7 @@
 Only `__init__`, `compute_loss`, `create_optimizer` (to train the layer projections with the student), the
 projector's share of checkpointing and gradient clipping, and the signature columns (to keep cached teacher logits)
 are overridden, so checkpointing, logging, mixed precision,
-gradient accumulation and DDP/FSDP come from `Trainer`.
+gradient accumulation and DDP come from `Trainer`.
 """
 
 import contextlib

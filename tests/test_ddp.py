@@ -55,7 +55,7 @@ def test_distill_under_accelerate_launch_with_teacher_cache(tiny_teacher_dir, ti
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
-    assert report["distillation"]["world_size"] == 2
+    assert (report["distillation"]["world_size"], report["distillation"]["distributed_type"]) == (2, "MULTI_CPU")
     assert report["command"].startswith("python scripts/distill.py --teacher_model_name_or_path " if entry == "script"
                                         else "nlp-reuse distill --teacher_model_name_or_path ")
     assert report["teacher_cache"]["computed"]  # rank 0 computed it; rank 1 found it (main_process_first)
@@ -63,3 +63,4 @@ def test_distill_under_accelerate_launch_with_teacher_cache(tiny_teacher_dir, ti
     assert report["student"]["num_layers"] == 2
     assert (out / "student" / "model.safetensors").is_file()
     assert proc.stdout.count("retention (student / teacher accuracy)") == 1  # the report is printed by rank 0 only
+
