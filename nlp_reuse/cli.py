@@ -79,7 +79,7 @@ def command_line(command: str, argv: list[str] | None = None) -> str:
     `nlp-reuse` console command, `python -m`, `accelerate launch -m`) as `nlp-reuse <command>`.
     """
     entry = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    if entry is not None and entry.suffix == ".py" and entry.parent.name == "scripts":
+    if entry is not None and entry.suffix == ".py" and entry.resolve().parent.name == "scripts":
         path = entry.resolve()
         try:
             path = path.relative_to(Path.cwd())

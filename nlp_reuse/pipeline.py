@@ -52,8 +52,21 @@ RUN_ARTEFACTS = ("report.json", "run_args.json", "export_report.json", "student"
                  "baseline_adapter", "onnx", "onnx_int8", "onnx_int8_rejected", "pytorch")
 
 
-def clear_run_artefacts(out: Path, keep: tuple[str, ...] = ()) -> list[str]:
-    """Remove the RUN_ARTEFACTS of an earlier run from `out` (except `keep`); returns what was removed."""
+def clear_run_artefacts(out: Path, keep: tuple[str, ...] = (), inputs: tuple[str | None, ...] = ()) -> list[str]:
+    """Remove the RUN_ARTEFACTS of an earlier run from `out` (except `keep`); returns what was removed.
+
+    `inputs` are paths this run reads (teacher, cache, checkpoint): one inside an artefact to remove is an error.
+    """
+    for given in filter(None, inputs):
+        path = Path(given).resolve()
+        for name in RUN_ARTEFACTS:
+            target = (out / name).resolve()
+            if name not in keep and target.exists() and (path == target or target in path.parents):
+                raise FileExistsError(
+                    f"--overwrite_output_dir would delete {out / name}, which this run reads ({given}). Expected "
+                    f"inputs outside the run's own artefacts; fix: copy it elsewhere first, or choose another "
+                    "--output_dir."
+                )
     removed = []
     for name in RUN_ARTEFACTS:
         path = out / name
@@ -217,7 +230,8 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
         kd_train, cache_info = with_teacher_cache(args, teacher, kd_train, collator)
     if PartialState().is_main_process:
         # Only now, with every input checked: a resumed run keeps the student's checkpoints it resumes from.
-        clear_run_artefacts(out, keep=("student", "student_adapter") if args.resume_from_checkpoint else ())
+        clear_run_artefacts(out, keep=("student", "student_adapter") if args.resume_from_checkpoint else (),
+                            inputs=(teacher_path, args.teacher_cache, args.resume_from_checkpoint))
     PartialState().wait_for_everyone()
     trainer = DistillationTrainer(model=applied.model, teacher_model=teacher,
                                   args=_trainer_args(args, out / "student"), **{**common, "train_dataset": kd_train},

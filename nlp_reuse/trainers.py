@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import PreTrainedModel, Trainer
+from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .config import DistillationArguments
@@ -31,6 +32,17 @@ def resolve_teacher_dtype(args: DistillationArguments) -> torch.dtype:
     if args.teacher_dtype == "auto":
         return torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
     return TEACHER_DTYPES[args.teacher_dtype]
+
+
+class _ZeroProjectorGrads(TrainerCallback):
+    """Trainer zeroes only the model it wraps after each step; the projector's gradients would otherwise pile up
+    across steps. on_step_end also runs when an fp16 overflow made the scaler skip the optimizer step."""
+
+    def __init__(self, projector: torch.nn.Module):
+        self.projector = projector
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.projector.zero_grad(set_to_none=True)
 
 
 class DistillationTrainer(Trainer):
@@ -70,6 +82,7 @@ class DistillationTrainer(Trainer):
             if projector.proj is not None:
                 # Its own DDP wrapper keeps the projections in sync across processes.
                 self.projector = self.accelerator.prepare_model(projector)
+                self.add_callback(_ZeroProjectorGrads(self.projector))
         # We normalise by num_items_in_batch ourselves; this makes Trainer count it and not rescale the loss.
         self.model_accepts_loss_kwargs = True
 
@@ -92,10 +105,6 @@ class DistillationTrainer(Trainer):
             p is q for group in optimizer.param_groups for p in group["params"] for q in self.projector.parameters()
         ):
             optimizer.add_param_group({"params": list(self.projector.parameters()), "weight_decay": 0.0})
-            # Trainer zeroes the student's gradients after each step (model.zero_grad()); without this the
-            # projector's would keep accumulating across optimizer steps.
-            projector = self.projector
-            optimizer.register_step_post_hook(lambda *_: projector.zero_grad(set_to_none=True))
         return optimizer
 
     # The projector trains with the student but lives outside it: Trainer checkpoints, clips and reports only
@@ -117,11 +126,11 @@ class DistillationTrainer(Trainer):
             grad_norm = self.accelerator.clip_grad_norm_(self._trainable_parameters(model), float("inf"))
         return super()._get_grad_norm(model, grad_norm=grad_norm)
 
-    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
-        super()._save_optimizer_and_scheduler(output_dir)
-        if self.projector is not None and self.args.should_save:
-            save_file(self.accelerator.unwrap_model(self.projector).state_dict(),
-                      str(Path(output_dir) / PROJECTOR_FILE_NAME))
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.projector is not None and self.args.should_save:  # also with save_only_model
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            save_file(self.accelerator.unwrap_model(self.projector).state_dict(), str(folder / PROJECTOR_FILE_NAME))
 
     def _load_projector(self, checkpoint: str | None) -> None:
         if self.projector is None or checkpoint is None:
@@ -136,9 +145,9 @@ class DistillationTrainer(Trainer):
             )
         self.accelerator.unwrap_model(self.projector).load_state_dict(load_file(str(path)))
 
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        super()._load_optimizer_and_scheduler(checkpoint)
-        self._load_projector(checkpoint)
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._load_projector(resume_from_checkpoint)
 
     def _load_best_model(self) -> None:
         super()._load_best_model()

@@ -21,7 +21,9 @@ from nlp_reuse.compress.prune import (
     compute_head_importance,
     magnitude_prune,
     make_pruning_permanent,
+    prune_heads,
     prune_heads_by_importance,
+    pruned_heads_of,
     recovery_finetune,
     select_heads_to_prune,
 )
@@ -139,6 +141,14 @@ def test_static_int8_with_sane_calibration_agrees_on_argmax(trained_onnx, tmp_pa
     quantized = quantize_static(trained_onnx, tmp_path / method, _rows(48, seed=1)[0], method=method)
     fp32 = onnx_logits(OnnxClassifier(trained_onnx), TEXTS)
     assert (onnx_logits(OnnxClassifier(quantized), TEXTS).argmax(-1) == fp32.argmax(-1)).all()
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_static_calibration_takes_texts_of_different_lengths(trained_onnx, tmp_path, method):
+    """Real calibration texts differ in length; every method must calibrate on them (one text per batch)."""
+    texts = ["good", "the movie was really quite awful and boring " * 3, "a plot", "story acting film lovely"]
+    quantized = quantize_static(trained_onnx, tmp_path / method, texts, method=method)
+    assert count_quantized_ops(quantized / "model.onnx")["dequantize_int8_weights"] >= 12
 
 
 def test_quantized_files_are_smaller(wide_dir, tmp_path):
@@ -509,3 +519,14 @@ def test_export_traces_eager_attention_and_restores_the_model(trained_dir, tmp_p
     ops = {node.op_type for node in onnx.load(str(folder / "model.onnx")).graph.node}
     assert "IsNaN" not in ops  # SDPA's fully-masked-row guard is absent from the eager trace
     assert np.abs(onnx_logits(OnnxClassifier(folder), TEXTS) - torch_logits(model, tokenizer, TEXTS)).max() < 1e-4
+
+
+def test_a_bad_head_index_leaves_the_model_untouched(trained_dir):
+    model, _ = load_classifier(trained_dir)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"Cannot prune heads \[4\] of layer 1"):
+        prune_heads(model, {0: [1], 1: [4]})  # layer 0 is valid, layer 1 has heads 0..3
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    prune_heads(model, {"0": [1, 2]})  # JSON-style string keys
+    prune_heads(model, {0: [0]})  # indices among the remaining heads: original head 0
+    assert pruned_heads_of(model.config) == {0: [0, 1, 2]}

@@ -192,6 +192,11 @@ def test_overwritten_run_folder_holds_no_artefact_of_the_earlier_run(finetuned, 
                       "2", "--overwrite_output_dir", "true", "--text_column", "sentence", *data_flags(tiny_data_dir),
                       *FAST])
     assert (run / "onnx" / "model.onnx").is_file()
+    with pytest.raises(FileExistsError, match=r"would delete .*student, which this run reads"):
+        distill.main(["--teacher_model_name_or_path", str(run / "student"), "--output_dir", str(run),
+                      "--student_num_layers", "1", "--overwrite_output_dir", "true", *data_flags(tiny_data_dir),
+                      *FAST])
+    assert (run / "onnx" / "model.onnx").is_file()
     distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(run), "--student_num_layers",
                   "2", "--overwrite_output_dir", "true", *data_flags(tiny_data_dir), *FAST])
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt", "report.json", "run_args.json", "student"]

@@ -199,9 +199,11 @@ def test_grad_norm_and_clipping_cover_the_projector(no_dropout_teacher_dir, toke
     assert float(clipped) == pytest.approx(1e-3, rel=1e-3)
 
 
-def test_best_checkpoint_brings_its_projector_back(no_dropout_teacher_dir, tokenized, tmp_path):
+@pytest.mark.parametrize("save_only_model", [False, True])
+def test_best_checkpoint_brings_its_projector_back(no_dropout_teacher_dir, tokenized, tmp_path, save_only_model):
     teacher = load_teacher(str(no_dropout_teacher_dir))
     trainer = make_trainer(teacher, _narrow_student(teacher), tokenized, tmp_path, hidden_loss_weight=1.0,
+                           save_only_model=save_only_model,
                            max_steps=4, save_strategy="steps", save_steps=2, eval_strategy="steps", eval_steps=2,
                            load_best_model_at_end=True, metric_for_best_model="loss", greater_is_better=True)
     trainer.train()  # greater_is_better on the loss: the best checkpoint is the earlier, worse one (step 2)

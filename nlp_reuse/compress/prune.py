@@ -143,19 +143,21 @@ def prune_heads(model: nn.Module, heads: dict[int, list[int]]) -> None:
     layers = _attention_layers(model)
     recorded = pruned_heads_of(model.config)
     original = model.config.num_attention_heads
+    heads = {int(layer): [int(h) for h in to_remove] for layer, to_remove in heads.items() if to_remove}
+    current_heads = heads_per_layer(model)
+    for layer_index, to_remove in heads.items():  # every layer is checked before any is changed
+        current = current_heads[layer_index] if 0 <= layer_index < len(layers) else 0
+        if not current or min(to_remove) < 0 or max(to_remove) >= current or len(set(to_remove)) >= current:
+            raise ValueError(format_error(
+                f"Cannot prune heads {to_remove} of layer {layer_index}.",
+                f"a layer in [0, {len(layers)}) and distinct head indices in [0, {current}) leaving at least one "
+                "head", f"{to_remove}", "prune fewer heads (select_heads_to_prune keeps one per layer)",
+            ))
     for layer_index, to_remove in heads.items():
         attention = layers[layer_index].attention
         self_attn = attention.self
         head_dim = self_attn.attention_head_size
-        current = self_attn.query.out_features // head_dim
-        if not to_remove:
-            continue
-        if min(to_remove) < 0 or max(to_remove) >= current or len(set(to_remove)) >= current:
-            raise ValueError(format_error(
-                f"Cannot prune heads {to_remove} of layer {layer_index}.",
-                f"distinct indices in [0, {current}) leaving at least one head", f"{to_remove}",
-                "prune fewer heads (select_heads_to_prune keeps one per layer)",
-            ))
+        current = current_heads[layer_index]
         keep = [h for h in range(current) if h not in set(to_remove)]
         index = torch.tensor([h * head_dim + d for h in keep for d in range(head_dim)],
                              device=self_attn.query.weight.device)

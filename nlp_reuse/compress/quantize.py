@@ -145,19 +145,28 @@ def calibration_method(method: str):
 
 
 class _TextCalibrationReader:
-    """onnxruntime `CalibrationDataReader` over tokenized texts, one text per batch (no padding in the ranges)."""
+    """onnxruntime `CalibrationDataReader` over tokenized texts, one unpadded text per batch (no padding enters the
+    ranges). `set_range` lets onnxruntime collect text by text (`CalibStridedMinMax`): the histogram calibrators
+    (entropy, percentile) cannot stack outputs of different sequence lengths in one pass."""
 
     def __init__(self, tokenizer, texts: list[str], input_names: list[str], max_length: int):
-        self._batches = iter([
+        self._batches = [
             {name: np.asarray([encoded[name]], dtype=np.int64) for name in input_names}
             for encoded in (tokenizer(text, truncation=True, max_length=max_length) for text in texts)
-        ])
+        ]
+        self.set_range(0, len(self._batches))
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._current = iter(self._batches[start_index:end_index])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._batches, None)
+        return next(self._current, None)
 
-    def rewind(self) -> None:  # part of the reader protocol; the calibrator reads once
-        raise NotImplementedError("calibration data is read once")
+    def rewind(self) -> None:
+        self.set_range(0, len(self._batches))
 
 
 def quantize_static(onnx_dir: str | Path, output_dir: str | Path, calibration_texts: list[str], *,
@@ -183,7 +192,8 @@ def quantize_static(onnx_dir: str | Path, output_dir: str | Path, calibration_te
         onnx_path, folder / ONNX_FILE_NAME, reader, quant_format=QuantFormat.QDQ,
         op_types_to_quantize=list(STATIC_OPERATORS), per_channel=per_channel, reduce_range=settings.reduce_range,
         activation_type=_quant_type("uint8"), weight_type=_quant_type(settings.weight_type),
-        calibrate_method=calibrate_method, extra_options={**_EXTRA_OPTIONS, "CalibPercentile": percentile},
+        calibrate_method=calibrate_method,
+        extra_options={**_EXTRA_OPTIONS, "CalibPercentile": percentile, "CalibStridedMinMax": 1},
     )
     _copy_side_files(source, folder)
     write_compression_info(folder, {**read_compression_info(source), "precision": "int8",
