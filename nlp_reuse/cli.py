@@ -59,7 +59,10 @@ def parse_args(parser: HfArgumentParser, args: list[str] | None = None) -> tuple
         for action in parser._actions:  # a value from the YAML satisfies a required flag
             if action.dest in defaults:
                 action.required = False
-    *outputs, rest = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
+    try:
+        *outputs, rest = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
+    except ValueError as err:  # a dataclass's range check: a flag error, reported as such
+        raise ConfigError(str(err)) from err
     if rest:
         raise SystemExit(f"error: unrecognized arguments: {' '.join(rest)} (see --help)")
     return tuple(o for o in outputs if not isinstance(o, argparse.Namespace))

@@ -147,10 +147,20 @@ def _normalise_columns(df: pd.DataFrame, split: str, args: DataArguments) -> pd.
 
 
 def _label_key(value) -> str:
-    """Labels are named by strings; integer labels become '0', '1', ... (floats like 1.0 from csv too)."""
+    """Labels are named by strings; integer labels become '0', '1', ... (floats like 1.0 from csv too), and
+    surrounding whitespace is dropped ('spam ' is 'spam'). A list or mapping is no label (multi-label data)."""
+    if isinstance(value, (list, tuple, dict, np.ndarray)):
+        raise DataError(
+            f"Expected one label per row (a string or an integer); found {type(value).__name__} {value!r}. "
+            "Multi-label data is not supported: give each row a single label in --label_column."
+        )
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         value = int(value)
-    return str(value)
+    label = str(value).strip()
+    if not label:
+        raise DataError("Expected a non-empty label in every row; found an empty or whitespace-only label. "
+                        "Fix the label column or drop those rows.")
+    return label
 
 
 def _sorted_labels(values) -> list[str]:

@@ -65,6 +65,23 @@ def classifier_labels(config) -> list[str] | None:
     return None if all(_GENERIC_LABEL.match(n) for n in names) else names
 
 
+# Position tables of these families start after the padding index: 2 of their rows are not positions.
+_OFFSET_POSITIONS = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "longformer": 2}
+
+
+def check_max_length(max_length: int, config, name: str) -> None:
+    """Refuse --max_length beyond the model's position table before training (a long text would crash mid-run)."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return
+    limit = positions - _OFFSET_POSITIONS.get(config.model_type, 0)
+    if max_length > limit:
+        raise ModelError(
+            f"--max_length {max_length} is beyond {name}'s position limit: expected at most {limit} tokens "
+            f"({config.model_type}, max_position_embeddings={positions}). Fix: pass --max_length {limit} or less."
+        )
+
+
 def load_teacher(name_or_path: str, **kwargs) -> PreTrainedModel:
     """A fine-tuned classifier, frozen: no gradients, eval mode (dropout off)."""
     path = resolve_model_path(name_or_path)

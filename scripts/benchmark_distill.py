@@ -4,9 +4,9 @@
 A checkout's entry point; installed users run `nlp-reuse benchmark-distill` (see nlp_reuse/commands/benchmark_distill.py).
 """
 
-from nlp_reuse.commands.benchmark_distill import main
-from nlp_reuse.pipeline import release_distributed
+import sys
+
+from nlp_reuse.commands import main
 
 if __name__ == "__main__":
-    main()
-    release_distributed()
+    sys.exit(main(["benchmark-distill", *sys.argv[1:]]))

@@ -4,9 +4,9 @@
 A checkout's entry point; installed users run `nlp-reuse benchmark-training` (see nlp_reuse/commands/benchmark_training.py).
 """
 
-from nlp_reuse.commands.benchmark_training import main
-from nlp_reuse.pipeline import release_distributed
+import sys
+
+from nlp_reuse.commands import main
 
 if __name__ == "__main__":
-    main()
-    release_distributed()
+    sys.exit(main(["benchmark-training", *sys.argv[1:]]))

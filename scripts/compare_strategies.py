@@ -4,9 +4,9 @@
 A checkout's entry point; installed users run `nlp-reuse compare-strategies` (see nlp_reuse/commands/compare_strategies.py).
 """
 
-from nlp_reuse.commands.compare_strategies import main
-from nlp_reuse.pipeline import release_distributed
+import sys
+
+from nlp_reuse.commands import main
 
 if __name__ == "__main__":
-    main()
-    release_distributed()
+    sys.exit(main(["compare-strategies", *sys.argv[1:]]))

@@ -4,9 +4,9 @@
 A checkout's entry point; installed users run `nlp-reuse finetune` (see nlp_reuse/commands/finetune.py).
 """
 
-from nlp_reuse.commands.finetune import main
-from nlp_reuse.pipeline import release_distributed
+import sys
+
+from nlp_reuse.commands import main
 
 if __name__ == "__main__":
-    main()
-    release_distributed()
+    sys.exit(main(["finetune", *sys.argv[1:]]))

@@ -4,9 +4,9 @@
 A checkout's entry point; installed users run `nlp-reuse push` (see nlp_reuse/commands/push.py).
 """
 
-from nlp_reuse.commands.push import main
-from nlp_reuse.pipeline import release_distributed
+import sys
+
+from nlp_reuse.commands import main
 
 if __name__ == "__main__":
-    main()
-    release_distributed()
+    sys.exit(main(["push", *sys.argv[1:]]))

@@ -128,8 +128,6 @@ def test_console_command_exits_zero_after_a_run(monkeypatch, tmp_path):
     """The console wrapper exits with main()'s value: a command's report dict must not become exit status 1."""
     from nlp_reuse.commands import push
 
-    with pytest.raises(FileNotFoundError, match="Expected a run folder"):
-        main(["push", "--model_dir", str(tmp_path / "none"), "--dry_run", str(tmp_path / "up")])
     monkeypatch.setattr(push, "main", lambda argv: {"written": argv})
     assert main(["push", "--model_dir", "x"]) == 0
 
@@ -139,3 +137,14 @@ def test_finetune_refuses_push_to_hub_instead_of_ignoring_it(tmp_path):
         parse_args(make_parser((DataArguments, FinetuneArguments), "test"),
                    ["--dataset_name", "builtin:trec6", "--output_dir", str(tmp_path), "--push_to_hub", "true",
                     "--hub_model_id", "me/teacher"])
+
+
+def test_user_errors_print_the_message_and_exit_2_without_a_traceback(tmp_path, capsys):
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(f'{{"text": "row {i}", "label": "{"ab"[i % 2]}"}}\n' for i in range(8)))
+    assert main(["distill", "--train_file", str(data), "--teacher_model_name_or_path", "t",
+                 "--student_num_layers", "1", "--output_dir", str(tmp_path / "o"), "--temperature", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nlp-reuse distill: error: ") and "temperature" in err and "Traceback" not in err
+    assert main(["push", "--model_dir", str(tmp_path / "none"), "--dry_run", str(tmp_path / "up")]) == 2
+    assert "Expected a run folder" in capsys.readouterr().err

@@ -151,3 +151,16 @@ def test_no_source_and_two_sources():
 def test_split_size_range():
     with pytest.raises(ValueError, match=r"--test_split_size must be in \(0.0, 0.5\], got 0.9"):
         DataArguments(dataset_name="builtin:trec6", test_split_size=0.9)
+
+
+def test_labels_are_stripped_and_list_labels_refused(tmp_path):
+    rows = make_examples(30, seed=0)
+    for row in rows[::3]:
+        row["label"] = f" {row['label']}  "  # a stray space must not make a new class
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    _, names = load_splits(args(train_file=str(tmp_path / "train.jsonl")))
+    assert names == ["negative", "neutral", "positive"]
+    rows[5]["label"] = ["positive", "neutral"]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    with pytest.raises(DataError, match=r"one label per row .* found list \['positive', 'neutral'\]"):
+        load_splits(args(train_file=str(tmp_path / "train.jsonl")))

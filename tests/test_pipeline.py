@@ -201,3 +201,18 @@ def test_overwritten_run_folder_holds_no_artefact_of_the_earlier_run(finetuned, 
                   "2", "--overwrite_output_dir", "true", *data_flags(tiny_data_dir), *FAST])
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt", "report.json", "run_args.json", "student"]
     assert "artefacts" not in json.loads((run / "report.json").read_text())
+
+
+def test_max_length_beyond_the_position_table_is_refused_before_training(finetuned, tiny_data_dir, tmp_path):
+    """The tiny models have 64 positions: --max_length 100 would crash on the first long text, mid-run."""
+    from nlp_reuse.modeling import ModelError
+
+    teacher, _ = finetuned
+    flags = [*data_flags(tiny_data_dir), *FAST, "--max_length", "100"]
+    with pytest.raises(ModelError, match=r"--max_length 100 is beyond the teacher's position limit: expected at "
+                                         r"most 64 tokens .*Fix: pass --max_length 64 or less"):
+        distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "d"),
+                      "--student_num_layers", "2", *flags])
+    with pytest.raises(ModelError, match=r"--max_length 100 is beyond .*position limit"):
+        finetune.main(["--model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "f"), *flags])
+    assert not (tmp_path / "d" / "student").exists() and not (tmp_path / "f" / "model.safetensors").exists()
