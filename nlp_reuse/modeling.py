@@ -1,6 +1,7 @@
 """Loading teachers and students, building students from teacher layers or a smaller config, compatibility checks."""
 
 import copy
+import logging
 import re
 from pathlib import Path
 
@@ -9,6 +10,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from .config import BUILTIN_TEACHER
+
+logger = logging.getLogger(__name__)
 
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 
@@ -69,17 +72,17 @@ def classifier_labels(config) -> list[str] | None:
 _OFFSET_POSITIONS = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "longformer": 2}
 
 
-def check_max_length(max_length: int, config, name: str) -> None:
-    """Refuse --max_length beyond the model's position table before training (a long text would crash mid-run)."""
+def fit_max_length(max_length: int, config, name: str) -> int:
+    """`max_length`, capped at the model's position table: beyond it a long text would crash mid-training."""
     positions = getattr(config, "max_position_embeddings", None)
     if positions is None:
-        return
+        return max_length
     limit = positions - _OFFSET_POSITIONS.get(config.model_type, 0)
     if max_length > limit:
-        raise ModelError(
-            f"--max_length {max_length} is beyond {name}'s position limit: expected at most {limit} tokens "
-            f"({config.model_type}, max_position_embeddings={positions}). Fix: pass --max_length {limit} or less."
-        )
+        logger.warning("--max_length %d is beyond %s's %d positions (%s): using --max_length %d.", max_length, name,
+                       limit, config.model_type, limit)
+        return limit
+    return max_length
 
 
 def load_teacher(name_or_path: str, **kwargs) -> PreTrainedModel:

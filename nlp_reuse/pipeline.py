@@ -18,8 +18,8 @@ from .config import DataArguments, DistillationArguments, FinetuneArguments, Nlp
 from .data import describe, load_splits, tokenize_splits
 from .evaluation import compute_metrics, environment, format_table, size_on_disk_mb, torch_latency_ms, write_json
 from .modeling import (
-    check_compatibility, check_max_length, classifier_labels, count_parameters, load_for_finetuning, load_student,
-    load_teacher, load_tokenizer, num_layers, resolve_model_path, student_from_config, student_from_teacher_layers,
+    check_compatibility, classifier_labels, count_parameters, load_for_finetuning, load_student,
+    fit_max_length, load_teacher, load_tokenizer, num_layers, resolve_model_path, student_from_config, student_from_teacher_layers,
 )
 from .strategies import (
     apply_strategy, check_strategy_combination, finetune_features, measure_training, save_trained_model,
@@ -124,8 +124,9 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
     out = prepare_output_dir(args.output_dir, args.overwrite_output_dir)
     splits, labels = load_splits(data_args)
     tokenizer = load_tokenizer(args.model_name_or_path)
-    check_max_length(data_args.max_length, AutoConfig.from_pretrained(resolve_model_path(args.model_name_or_path)),
-                     args.model_name_or_path)
+    data_args.max_length = fit_max_length(
+        data_args.max_length, AutoConfig.from_pretrained(resolve_model_path(args.model_name_or_path)),
+        args.model_name_or_path)
     set_seed(args.seed)
     tokenized = tokenize_splits(splits, tokenizer, data_args.max_length)
 
@@ -220,8 +221,8 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     teacher = load_teacher(teacher_path, **model_kwargs)
     student, student_tokenizer = build_student(args, teacher, teacher_tokenizer, labels, **model_kwargs)
     check_compatibility(teacher, teacher_tokenizer, student, student_tokenizer)
-    check_max_length(data_args.max_length, teacher.config, "the teacher")
-    check_max_length(data_args.max_length, student.config, "the student")
+    data_args.max_length = fit_max_length(fit_max_length(data_args.max_length, teacher.config, "the teacher"),
+                                          student.config, "the student")
     applied = apply_strategy(student, args)
     tokenized = tokenize_splits(splits, teacher_tokenizer, data_args.max_length)
     collator = DataCollatorWithPadding(teacher_tokenizer)

@@ -203,16 +203,19 @@ def test_overwritten_run_folder_holds_no_artefact_of_the_earlier_run(finetuned, 
     assert "artefacts" not in json.loads((run / "report.json").read_text())
 
 
-def test_max_length_beyond_the_position_table_is_refused_before_training(finetuned, tiny_data_dir, tmp_path):
+def test_max_length_beyond_the_position_table_is_capped(finetuned, tiny_data_dir, tmp_path, caplog):
     """The tiny models have 64 positions: --max_length 100 would crash on the first long text, mid-run."""
-    from nlp_reuse.modeling import ModelError
-
     teacher, _ = finetuned
-    flags = [*data_flags(tiny_data_dir), *FAST, "--max_length", "100"]
-    with pytest.raises(ModelError, match=r"--max_length 100 is beyond the teacher's position limit: expected at "
-                                         r"most 64 tokens .*Fix: pass --max_length 64 or less"):
-        distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "d"),
-                      "--student_num_layers", "2", *flags])
-    with pytest.raises(ModelError, match=r"--max_length 100 is beyond .*position limit"):
-        finetune.main(["--model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "f"), *flags])
-    assert not (tmp_path / "d" / "student").exists() and not (tmp_path / "f" / "model.safetensors").exists()
+    long_texts = tmp_path / "data"
+    long_texts.mkdir()
+    for split in ("train", "validation", "test"):
+        rows = [json.loads(line) for line in (tiny_data_dir / f"{split}.jsonl").read_text().splitlines()]
+        rows[0]["text"] = " ".join([rows[0]["text"]] * 30)  # ~180 tokens
+        (long_texts / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    flags = [*data_flags(long_texts), *FAST, "--max_length", "100"]
+    distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "d"),
+                  "--student_num_layers", "2", *flags])
+    finetune.main(["--model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "f"), *flags])
+    for run in (tmp_path / "d", tmp_path / "f"):
+        assert json.loads((run / "run_args.json").read_text())["data"]["max_length"] == 64
+    assert "--max_length 100 is beyond the teacher's 64 positions (bert): using --max_length 64" in caplog.text
