@@ -26,7 +26,15 @@ def load_yaml_defaults(path: str, valid_keys: set[str]) -> dict:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"--config {path} does not exist: expected a YAML file of argument: value pairs.")
-    values = yaml.safe_load(p.read_text()) or {}
+    try:
+        values = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        where, problem = "", str(err)
+        if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+            where = f" at line {err.problem_mark.line + 1}, column {err.problem_mark.column + 1}"
+            problem = err.problem or problem
+        raise ConfigError(f"--config {path} is not valid YAML{where}: {problem}. Expected flat `argument: value` "
+                          "lines; fix the line shown (quote values holding ':' or '#').") from err
     if not isinstance(values, dict):
         raise ConfigError(f"--config {path} must hold a mapping of argument: value pairs, found {type(values).__name__}.")
     unknown = sorted(set(values) - valid_keys)

@@ -148,3 +148,9 @@ def test_user_errors_print_the_message_and_exit_2_without_a_traceback(tmp_path, 
     assert err.startswith("nlp-reuse distill: error: ") and "temperature" in err and "Traceback" not in err
     assert main(["push", "--model_dir", str(tmp_path / "none"), "--dry_run", str(tmp_path / "up")]) == 2
     assert "Expected a run folder" in capsys.readouterr().err
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = write_yaml(tmp_path, "dataset_name: builtin:trec6\nstudent_num_layers: [3\nalpha: 0.5\n")
+    with pytest.raises(ConfigError, match=r"is not valid YAML at line \d+, column \d+: .*fix the line shown"):
+        parse(["--config", str(path), "--teacher_model_name_or_path", "t", "--output_dir", str(tmp_path / "o")])
