@@ -178,6 +178,14 @@ def create_ort_session(onnx_path: str | Path, num_threads: int | None = None):
         )) from err
 
 
+def copy_side_files(source: Path, target: Path) -> None:
+    """Copy an ONNX folder's config, tokenizer and compression.json (every file but the graph and its external data)
+    to `target`, so a derived graph (optimized, quantized) loads like its source."""
+    for item in Path(source).iterdir():
+        if item.is_file() and item.suffix not in (".onnx", ".data"):
+            shutil.copyfile(item, Path(target) / item.name)
+
+
 def write_compression_info(folder: Path, info: dict[str, Any]) -> None:
     (folder / COMPRESSION_INFO_NAME).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 

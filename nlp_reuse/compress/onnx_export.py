@@ -28,6 +28,7 @@ from transformers import PreTrainedModel
 
 from nlp_reuse.compress.artifacts import (
     ONNX_FILE_NAME,
+    copy_side_files,
     create_ort_session,
     find_onnx_file,
     format_error,
@@ -63,7 +64,7 @@ def onnx_input_names(model: torch.nn.Module, tokenizer) -> list[str]:
 
 def _export_with_torch(model: torch.nn.Module, inputs: dict[str, torch.Tensor], path: Path, opset: int) -> None:
     """`torch.onnx.export` (torch.export-based) with dynamic batch and sequence axes, one self-contained file."""
-    max_len = getattr(model.config, "max_position_embeddings", None) if hasattr(model, "config") else None
+    max_len = getattr(model.config, "max_position_embeddings", None)  # None: no position table to bound
     batch = torch.export.Dim("batch_size")
     sequence = torch.export.Dim("sequence_length", max=max_len) if max_len else torch.export.Dim("sequence_length")
     with warnings.catch_warnings():
@@ -164,9 +165,7 @@ def optimize_onnx(onnx_dir: str | Path, output_dir: str | Path, level: str, *, o
     target = Path(output_dir)
     if target.resolve() != source.resolve():
         prepare_output_dir(target, overwrite)
-        for item in source.iterdir():  # config, tokenizer and compression.json travel with the graph
-            if item.is_file() and item.suffix != ".onnx":
-                (target / item.name).write_bytes(item.read_bytes())
+        copy_side_files(source, target)
     options = FusionOptions("bert")
     options.enable_gelu_approximation = level == "O3"
     # num_heads=0, hidden_size=0: read from the graph, so pruned models (fewer heads per layer) fuse correctly.

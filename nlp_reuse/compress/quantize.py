@@ -18,6 +18,7 @@ import numpy as np
 
 from nlp_reuse.compress.artifacts import (
     ONNX_FILE_NAME,
+    copy_side_files,
     find_onnx_file,
     format_error,
     load_tokenizer,
@@ -119,17 +120,10 @@ def quantize_dynamic(onnx_dir: str | Path, output_dir: str | Path, *, isa: str |
     ort_quantize_dynamic(onnx_path, folder / ONNX_FILE_NAME, op_types_to_quantize=list(DYNAMIC_OPERATORS),
                          per_channel=per_channel, reduce_range=settings.reduce_range,
                          weight_type=_quant_type(settings.weight_type), extra_options=dict(_EXTRA_OPTIONS))
-    _copy_side_files(source, folder)
+    copy_side_files(source, folder)
     write_compression_info(folder, {**read_compression_info(source), "precision": "int8",
                                     "quantization": "dynamic", "isa": isa, "per_channel": per_channel})
     return folder
-
-
-def _copy_side_files(source: Path, target: Path) -> None:
-    """config.json, tokenizer files and compression.json go with the quantized graph (not the fp32 .onnx)."""
-    for item in source.iterdir():
-        if item.is_file() and item.suffix != ".onnx" and item.name != f"{ONNX_FILE_NAME}.data":
-            (target / item.name).write_bytes(item.read_bytes())
 
 
 def calibration_method(method: str):
@@ -195,7 +189,7 @@ def quantize_static(onnx_dir: str | Path, output_dir: str | Path, calibration_te
         calibrate_method=calibrate_method,
         extra_options={**_EXTRA_OPTIONS, "CalibPercentile": percentile, "CalibStridedMinMax": 1},
     )
-    _copy_side_files(source, folder)
+    copy_side_files(source, folder)
     write_compression_info(folder, {**read_compression_info(source), "precision": "int8",
                                     "quantization": "static", "calibration_method": method,
                                     "calibration_samples": len(calibration_texts), "isa": isa,
