@@ -15,10 +15,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from .hub import scrub_secrets
-
-
-class ConfigError(ValueError):
-    """A --config file that cannot be used as it is."""
+from .errors import ConfigError
 
 
 def load_yaml_defaults(path: str, valid_keys: set[str]) -> dict:

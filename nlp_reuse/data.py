@@ -15,6 +15,7 @@ import pandas as pd
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from .config import DataArguments
+from .errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +27,6 @@ FILE_READERS = {
     ".json": lambda p: pd.read_json(p, lines=Path(p).read_text()[:1].strip() != "["),
     ".parquet": lambda p: pd.read_parquet(p),
 }
-
-
-class DataError(ValueError):
-    """The user's data does not match what was asked for; the message says how to fix it."""
 
 
 # ----------------------------------------------------------------------------------------------- embedded datasets

@@ -12,9 +12,8 @@ import torch
 import transformers
 from sklearn.metrics import accuracy_score, f1_score
 
-# low_rank_model.safetensors: factorized folders (nlp_reuse.compress.low_rank), which plain AutoModel must not load.
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx", "model_quantized.onnx",
-                "low_rank_model.safetensors")
+from .files import WEIGHT_FILES
+
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -6,9 +6,7 @@ Indices are those of `output_hidden_states`: 0 is the embedding output, i is the
 import torch
 from torch import nn
 
-
-class LayerMapError(ValueError):
-    """A layer map that does not fit the two models."""
+from .errors import LayerMapError
 
 
 def uniform_layer_map(num_student_layers: int, num_teacher_layers: int,

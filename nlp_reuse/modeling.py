@@ -10,14 +10,11 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from .config import BUILTIN_TEACHER
+from .errors import ModelError
 
 logger = logging.getLogger(__name__)
 
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
-
-
-class ModelError(ValueError):
-    """A model or tokenizer does not fit the task; the message says how to fix it."""
 
 
 def resolve_model_path(name_or_path: str) -> str:

@@ -16,6 +16,7 @@ from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, T
 
 from .config import DataArguments, DistillationArguments, FinetuneArguments, NlpReuseTrainingArguments
 from .data import describe, load_splits, tokenize_splits
+from .files import prepare_output_dir
 from .evaluation import compute_metrics, environment, format_table, size_on_disk_mb, torch_latency_ms, write_json
 from .modeling import (
     check_compatibility, classifier_labels, count_parameters, load_for_finetuning, load_student,
@@ -29,20 +30,6 @@ from .teacher_cache import attach_teacher_logits, load_or_compute
 from .trainers import DistillationTrainer, resolve_teacher_dtype
 
 logger = logging.getLogger(__name__)
-
-
-def prepare_output_dir(path: str, overwrite: bool) -> Path:
-    """Refuse to write into a non-empty folder unless asked to, so nothing the user had is lost by accident."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--output_dir {out} is a file: expected a folder (new or empty).")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"--output_dir {out} already exists and is not empty. Choose a new folder, or pass "
-            "--overwrite_output_dir true to write into it (files with the same names are replaced)."
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 # Everything a distillation run (and its --export) writes into its folder. A rerun with --overwrite_output_dir
@@ -121,7 +108,7 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
     """Fine-tune `args.model_name_or_path` on the data under `args.strategy`; save a standard model folder with
     report.json in it (lora/ia3: also OUT/adapter/; features: OUT/encoder/ + the fitted linear layer)."""
     check_strategy_combination(args)
-    out = prepare_output_dir(args.output_dir, args.overwrite_output_dir)
+    out = prepare_output_dir(args.output_dir, overwrite=args.overwrite_output_dir)
     splits, labels = load_splits(data_args)
     tokenizer = load_tokenizer(args.model_name_or_path)
     data_args.max_length = fit_max_length(
@@ -209,7 +196,7 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     to RUN/student/ (RUN/baseline/).
     """
     check_strategy_combination(args)
-    out = prepare_output_dir(args.output_dir, args.overwrite_output_dir)
+    out = prepare_output_dir(args.output_dir, overwrite=args.overwrite_output_dir)
     teacher_path = resolve_model_path(args.teacher_model_name_or_path)
     labels = classifier_labels(AutoConfig.from_pretrained(teacher_path))
     if labels is None:

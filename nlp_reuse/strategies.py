@@ -41,6 +41,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_pt_utils import get_parameter_names
 
 from .config import STRATEGIES, StrategyArguments
+from .errors import StrategyError
 from .modeling import count_parameters, encoder_layers, resolve_model_path
 
 if TYPE_CHECKING:
@@ -58,10 +59,6 @@ DEFAULT_TARGET_MODULES = {"lora": ("query", "key", "value", "dense"), "ia3": ("k
 _NO_DECAY = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 FEATURES_WEIGHTS = "feature_classifier.safetensors"
 FEATURES_CONFIG = "feature_classifier.json"
-
-
-class StrategyError(ValueError):
-    """A strategy that cannot be applied to this model with these arguments; the message says how to fix it."""
 
 
 # ----------------------------------------------------------------------------------------------- checks and parts

@@ -11,7 +11,8 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
 
 from conftest import LABELS, build_tiny_bert, make_examples
-from nlp_reuse.compress.artifacts import check_model_dir, create_ort_session, load_classifier, prepare_output_dir
+from nlp_reuse.compress.artifacts import check_model_dir, create_ort_session, load_classifier
+from nlp_reuse.files import prepare_output_dir
 from nlp_reuse.compress.labels import encode_labels
 from nlp_reuse.compress.low_rank import LowRankLinear, apply_low_rank, break_even_rank, save_low_rank_model
 from nlp_reuse.compress.onnx_export import OnnxClassifier, export_onnx, onnx_logits, optimize_onnx, torch_logits

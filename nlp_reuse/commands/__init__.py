@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from nlp_reuse.errors import USER_ERRORS
+
 # Subcommand -> (module under nlp_reuse.commands, one-line summary for `nlp-reuse --help`).
 COMMANDS = {
     "finetune": ("finetune", "fine-tune a pretrained encoder into a classifier (the teacher)"),
@@ -32,16 +34,6 @@ def _usage() -> str:
             + "\n\n`nlp-reuse <command> --help` lists the command's flags.")
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean bad input or flags (each message says expected / found / fix), not a bug."""
-    from nlp_reuse.cli import ConfigError
-    from nlp_reuse.data import DataError
-    from nlp_reuse.layer_map import LayerMapError
-    from nlp_reuse.modeling import ModelError
-
-    return ConfigError, DataError, LayerMapError, ModelError, FileExistsError, FileNotFoundError
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nlp-reuse` console script; returns the exit status (the console wrapper exits with it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -55,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module.main(rest)  # prints where its results went; the return value is for library callers
         return 0
-    except _user_errors() as err:  # bad input or flags: the message says what to fix; bugs keep their traceback
+    except USER_ERRORS as err:  # bad input or flags: the message says what to fix; bugs keep their traceback
         print(f"nlp-reuse {name}: error: {err}", file=sys.stderr)
         return 2
     finally:

@@ -16,7 +16,8 @@ from pathlib import Path
 from nlp_reuse.cli import command_line, make_parser, parse_args
 from nlp_reuse.config import DataArguments, DistillationArguments
 from nlp_reuse.evaluation import format_seed_table, summarize_seeds, write_json
-from nlp_reuse.pipeline import prepare_output_dir, release_distributed, run_distillation
+from nlp_reuse.files import prepare_output_dir
+from nlp_reuse.pipeline import release_distributed, run_distillation
 
 
 @dataclass
@@ -33,7 +34,7 @@ class SeedArguments:
 def main(argv: list[str] | None = None) -> dict:
     parser = make_parser((DataArguments, DistillationArguments, SeedArguments), __doc__)
     data_args, distill_args, seed_args = parse_args(parser, argv)
-    root = prepare_output_dir(distill_args.output_dir, distill_args.overwrite_output_dir)
+    root = prepare_output_dir(distill_args.output_dir, overwrite=distill_args.overwrite_output_dir)
     reports = {}
     for seed in seed_args.seed_list:
         run_args = copy.copy(distill_args)

@@ -21,7 +21,8 @@ from typing import Optional
 from nlp_reuse.cli import command_line, make_parser, parse_args
 from nlp_reuse.config import STRATEGIES, DataArguments, FinetuneArguments
 from nlp_reuse.evaluation import write_json
-from nlp_reuse.pipeline import prepare_output_dir, release_distributed, run_finetune
+from nlp_reuse.files import prepare_output_dir
+from nlp_reuse.pipeline import release_distributed, run_finetune
 from nlp_reuse.strategies import format_strategy_table, strategy_row
 
 
@@ -77,7 +78,7 @@ def run_args_for(args: FinetuneArguments, strategy: str, output_dir: Path, learn
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = make_parser((DataArguments, FinetuneArguments, CompareArguments), __doc__)
     data_args, finetune_args, compare_args = parse_args(parser, argv)
-    root = prepare_output_dir(finetune_args.output_dir, finetune_args.overwrite_output_dir)
+    root = prepare_output_dir(finetune_args.output_dir, overwrite=finetune_args.overwrite_output_dir)
     command = command_line("compare-strategies", argv)
     rows = []
     for strategy in compare_args.strategy_list:

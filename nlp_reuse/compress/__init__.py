@@ -10,7 +10,6 @@ from nlp_reuse.compress.artifacts import (
     create_ort_session,
     load_classifier,
     load_tokenizer,
-    prepare_output_dir,
 )
 from nlp_reuse.compress.benchmark import (
     BenchmarkRow,
@@ -64,7 +63,6 @@ __all__ = [
     "load_tokenizer",
     "magnitude_prune",
     "optimize_onnx",
-    "prepare_output_dir",
     "prune_heads_by_importance",
     "quantize_dynamic",
     "quantize_static",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nlp_reuse.compress.artifacts import format_error
+from nlp_reuse.errors import ConfigError, format_error
 from nlp_reuse.compress.onnx_export import OPTIMIZATION_LEVELS
 
 
@@ -16,7 +16,7 @@ def _fraction(name: str, value: float, low_open: bool = False, high_open: bool =
     high_ok = value < 1 if high_open else value <= 1
     if not (low_ok and high_ok):
         interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
-        raise ValueError(format_error(f"--{name} out of range.", f"a value in {interval}", repr(value),
+        raise ConfigError(format_error(f"--{name} out of range.", f"a value in {interval}", repr(value),
                                       f"pass e.g. --{name} 0.5"))
 
 
@@ -68,35 +68,35 @@ class ExportArguments:
 
     def __post_init__(self):
         if not self.model_dir or not self.output_dir:
-            raise ValueError(format_error("Missing folders.", "--model_dir and --output_dir",
+            raise ConfigError(format_error("Missing folders.", "--model_dir and --output_dir",
                                           f"model_dir={self.model_dir}, output_dir={self.output_dir}",
                                           "pass both"))
         if self.optimize is not None and self.optimize not in OPTIMIZATION_LEVELS:
-            raise ValueError(format_error("Unknown --optimize level.", f"one of {OPTIMIZATION_LEVELS}",
+            raise ConfigError(format_error("Unknown --optimize level.", f"one of {OPTIMIZATION_LEVELS}",
                                           repr(self.optimize), "pass --optimize O2"))
         if self.calibration_samples < 1:
-            raise ValueError(format_error("--calibration_samples too small.", ">= 1",
+            raise ConfigError(format_error("--calibration_samples too small.", ">= 1",
                                           repr(self.calibration_samples), "pass e.g. --calibration_samples 128"))
         if not 0 < self.calibration_percentile <= 100:
-            raise ValueError(format_error("--calibration_percentile out of range.", "(0, 100]",
+            raise ConfigError(format_error("--calibration_percentile out of range.", "(0, 100]",
                                           repr(self.calibration_percentile), "pass e.g. 99.99"))
         if self.max_accuracy_drop < 0:
-            raise ValueError(format_error("--max_accuracy_drop is negative.", "points >= 0",
+            raise ConfigError(format_error("--max_accuracy_drop is negative.", "points >= 0",
                                           repr(self.max_accuracy_drop), "pass e.g. --max_accuracy_drop 1"))
         _fraction("prune_heads_fraction", self.prune_heads_fraction)
         if self.head_importance_samples < 1:
-            raise ValueError(format_error("--head_importance_samples too small.", ">= 1",
+            raise ConfigError(format_error("--head_importance_samples too small.", ">= 1",
                                           repr(self.head_importance_samples), "pass e.g. 512"))
         _fraction("magnitude_prune_amount", self.magnitude_prune_amount)
         if self.low_rank_ratio is not None and self.low_rank_energy is not None:
-            raise ValueError(format_error("Two low-rank rules.", "--low_rank_ratio or --low_rank_energy",
+            raise ConfigError(format_error("Two low-rank rules.", "--low_rank_ratio or --low_rank_energy",
                                           "both", "pass only one"))
         if self.low_rank_ratio is not None:
             _fraction("low_rank_ratio", self.low_rank_ratio, low_open=True)
         if self.low_rank_energy is not None:
             _fraction("low_rank_energy", self.low_rank_energy, low_open=True, high_open=False)
         if self.recovery_epochs < 0:
-            raise ValueError(format_error("--recovery_epochs is negative.", ">= 0", repr(self.recovery_epochs),
+            raise ConfigError(format_error("--recovery_epochs is negative.", ">= 0", repr(self.recovery_epochs),
                                           "pass 0 to skip recovery"))
 
 
@@ -118,15 +118,15 @@ class BenchmarkArguments:
 
     def __post_init__(self):
         if not self.models or not self.output_dir:
-            raise ValueError(format_error("Missing arguments.", "--models DIR [DIR ...] and --output_dir",
+            raise ConfigError(format_error("Missing arguments.", "--models DIR [DIR ...] and --output_dir",
                                           f"models={self.models}, output_dir={self.output_dir}", "pass both"))
         if self.names is not None and len(self.names) != len(self.models):
-            raise ValueError(format_error("--names and --models differ in length.", f"{len(self.models)} names",
+            raise ConfigError(format_error("--names and --models differ in length.", f"{len(self.models)} names",
                                           f"{len(self.names)}", "give one name per model folder"))
         if self.num_threads < 1 or self.latency_calls < 1 or self.throughput_calls < 1:
-            raise ValueError(format_error("Bad counts.", "--num_threads, --latency_calls, --throughput_calls >= 1",
+            raise ConfigError(format_error("Bad counts.", "--num_threads, --latency_calls, --throughput_calls >= 1",
                                           f"{self.num_threads}, {self.latency_calls}, {self.throughput_calls}",
                                           "use positive values"))
         if self.compare is not None and len(self.compare) != 2:
-            raise ValueError(format_error("--compare takes two names.", "REFERENCE CANDIDATE", str(self.compare),
+            raise ConfigError(format_error("--compare takes two names.", "REFERENCE CANDIDATE", str(self.compare),
                                           "e.g. --compare teacher student_int8"))

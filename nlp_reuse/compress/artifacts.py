@@ -13,6 +13,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from nlp_reuse.errors import ModelError, format_error
+from nlp_reuse.files import TOKENIZER_FILES, listing
+
 logger = logging.getLogger(__name__)
 
 COMPRESSION_INFO_NAME = "compression.json"
@@ -21,18 +24,6 @@ LOW_RANK_INFO_NAME = "low_rank.json"
 # from_pretrained fails loudly instead of silently building a randomly initialised dense model.
 LOW_RANK_WEIGHTS_NAME = "low_rank_model.safetensors"
 ONNX_FILE_NAME = "model.onnx"
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model")
-
-
-def format_error(problem: str, expected: str, found: str, fix: str) -> str:
-    """One error message layout for the package: problem, expected, found, how to fix."""
-    return f"{problem}\n  expected: {expected}\n  found:    {found}\n  fix:      {fix}"
-
-
-def _listing(folder: Path, limit: int = 12) -> str:
-    names = sorted(p.name for p in folder.iterdir())
-    shown = ", ".join(names[:limit]) + (f", ... ({len(names)} entries)" if len(names) > limit else "")
-    return shown or "an empty folder"
 
 
 def check_model_dir(model_dir: str | Path) -> Path:
@@ -51,12 +42,12 @@ def check_model_dir(model_dir: str | Path) -> Path:
     if not config_path.is_file():
         raise FileNotFoundError(format_error(
             f"{folder} is not a Hugging Face model folder.", "config.json in the folder",
-            _listing(folder), "save the model with model.save_pretrained(folder)",
+            listing(folder), "save the model with model.save_pretrained(folder)",
         ))
     config = json.loads(config_path.read_text())
     architectures = config.get("architectures") or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
-        raise ValueError(format_error(
+        raise ModelError(format_error(
             f"{folder} is not a sequence-classification model.",
             "config.json architectures like ['BertForSequenceClassification']",
             f"architectures={architectures}",
@@ -67,7 +58,7 @@ def check_model_dir(model_dir: str | Path) -> Path:
     if not any(w.is_file() for w in weights) and not list(folder.glob("model-*.safetensors")):
         raise FileNotFoundError(format_error(
             f"{folder} has no model weights.", "model.safetensors (or pytorch_model.bin)",
-            _listing(folder), "save the model with model.save_pretrained(folder)",
+            listing(folder), "save the model with model.save_pretrained(folder)",
         ))
     check_tokenizer_files(folder)
     labels = config.get("id2label") or {}
@@ -79,10 +70,10 @@ def check_model_dir(model_dir: str | Path) -> Path:
 
 def check_tokenizer_files(folder: Path) -> None:
     """Raise if `folder` holds no tokenizer vocabulary file."""
-    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise FileNotFoundError(format_error(
-            f"No tokenizer in {folder}.", f"one of {list(_TOKENIZER_FILES)} next to config.json",
-            _listing(folder), "save the tokenizer into the same folder: tokenizer.save_pretrained(folder)",
+            f"No tokenizer in {folder}.", f"one of {list(TOKENIZER_FILES)} next to config.json",
+            listing(folder), "save the tokenizer into the same folder: tokenizer.save_pretrained(folder)",
         ))
 
 
@@ -95,7 +86,7 @@ def load_tokenizer(folder: str | Path):
     try:
         return AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as err:
-        raise ValueError(format_error(
+        raise ModelError(format_error(
             f"The tokenizer in {folder} could not be loaded.", "tokenizer files written by save_pretrained",
             f"{type(err).__name__}: {err}", "re-save the tokenizer with tokenizer.save_pretrained(folder)",
         )) from err
@@ -124,26 +115,6 @@ def load_classifier(model_dir: str | Path):
     return model.eval(), tokenizer
 
 
-def prepare_output_dir(path: str | Path, overwrite: bool) -> Path:
-    """Create `path`; refuse to touch an existing non-empty folder unless `overwrite` (then it is emptied)."""
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise FileExistsError(format_error(
-            "Output path is a file.", "a missing or empty folder", f"a file at {folder}",
-            "choose another output folder",
-        ))
-    if folder.is_dir() and any(folder.iterdir()):
-        if not overwrite:
-            raise FileExistsError(format_error(
-                f"Output folder {folder} is not empty; refusing to overwrite it.", "a missing or empty folder",
-                _listing(folder), "pass --overwrite (overwrite=True) or choose another --output_dir",
-            ))
-        logger.warning("Overwriting %s", folder)
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def find_onnx_file(folder: str | Path) -> Path:
     """The single .onnx file of an ONNX folder."""
     folder = Path(folder)
@@ -156,7 +127,7 @@ def find_onnx_file(folder: str | Path) -> Path:
     if len(files) != 1:
         raise FileNotFoundError(format_error(
             f"{folder} is not an ONNX model folder with one model.", "exactly one .onnx file",
-            _listing(folder), "point at the folder written by scripts/export.py (e.g. RUN/onnx_int8)",
+            listing(folder), "point at the folder written by scripts/export.py (e.g. RUN/onnx_int8)",
         ))
     return files[0]
 
@@ -172,7 +143,7 @@ def create_ort_session(onnx_path: str | Path, num_threads: int | None = None):
     try:
         return ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises pybind-specific types (InvalidProtobuf, Fail, ...)
-        raise ValueError(format_error(
+        raise ModelError(format_error(
             f"onnxruntime could not load {onnx_path}.", "a valid ONNX model file",
             f"{type(err).__name__}: {str(err)[:300]}", "re-export the folder with scripts/export.py --overwrite",
         )) from err

@@ -29,6 +29,7 @@ from nlp_reuse.compress.artifacts import (
 from nlp_reuse.compress.onnx_export import OnnxClassifier
 from nlp_reuse.evaluation import classification_metrics, environment, measure_latency, size_on_disk_mb
 from nlp_reuse.modeling import count_parameters
+from nlp_reuse.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 def set_num_threads(num_threads: int) -> int:
     """Fix PyTorch's intra-op thread count (ONNX sessions get theirs in `load_predictor`); returns it."""
     if num_threads < 1:
-        raise ValueError(format_error("Bad thread count.", "num_threads >= 1", repr(num_threads),
+        raise ModelError(format_error("Bad thread count.", "num_threads >= 1", repr(num_threads),
                                       "pass e.g. --num_threads 2"))
     torch.set_num_threads(num_threads)
     return torch.get_num_threads()
@@ -162,7 +163,7 @@ def run_benchmark(folders: Sequence[str | Path], texts: list[str], labels: list,
                   names: Sequence[str] | None = None, **kwargs) -> list[BenchmarkRow]:
     """`benchmark_folder` for each folder (kwargs forwarded); every folder is checked before any is timed."""
     if names is not None and len(names) != len(folders):
-        raise ValueError(format_error("names and folders differ in length.", f"{len(folders)} names",
+        raise ModelError(format_error("names and folders differ in length.", f"{len(folders)} names",
                                       f"{len(names)}", "give one name per folder, or none"))
     for folder in folders:  # fail on a bad folder before minutes of timing the good ones
         folder = Path(folder)
@@ -231,7 +232,7 @@ def write_benchmark(rows: Sequence[BenchmarkRow], output_dir: str | Path, *, ext
                     ) -> dict[str, Path]:
     """Write benchmark.json (rows + environment + `extra`), benchmark.md and benchmark.png into `output_dir`."""
     if not rows:
-        raise ValueError(format_error("Nothing to write.", "at least one benchmark row", "none",
+        raise ModelError(format_error("Nothing to write.", "at least one benchmark row", "none",
                                       "benchmark at least one folder"))
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +263,7 @@ def speedup_summary(rows: Sequence[BenchmarkRow], reference: str, candidate: str
     by_name = {r.name: r for r in rows}
     missing = [n for n in (reference, candidate) if n not in by_name]
     if missing:
-        raise ValueError(format_error("Row not in the benchmark.", f"names among {sorted(by_name)}", str(missing),
+        raise ModelError(format_error("Row not in the benchmark.", f"names among {sorted(by_name)}", str(missing),
                                       "pass --compare with names from --names"))
     ref, cand = by_name[reference], by_name[candidate]
     return {"speedup_b1_p50": ref.latency_b1_p50_ms / cand.latency_b1_p50_ms,

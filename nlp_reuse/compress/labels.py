@@ -8,7 +8,7 @@ import json
 import numbers
 from pathlib import Path
 
-from nlp_reuse.compress.artifacts import format_error
+from nlp_reuse.errors import ModelError, format_error
 
 
 def encode_labels(labels: list, label2id: dict[str, int]) -> list[int]:
@@ -20,11 +20,11 @@ def encode_labels(labels: list, label2id: dict[str, int]) -> list[int]:
             ids.append(label2id[label])
         elif isinstance(label, numbers.Integral) or (isinstance(label, str) and label.isdigit()):
             if not 0 <= int(label) < num_labels:
-                raise ValueError(format_error("Label id out of range.", f"ids 0..{num_labels - 1}", repr(label),
+                raise ModelError(format_error("Label id out of range.", f"ids 0..{num_labels - 1}", repr(label),
                                               "check that the data belongs to this model"))
             ids.append(int(label))
         else:
-            raise ValueError(format_error("Unknown label.", f"one of {sorted(label2id)}", repr(label),
+            raise ModelError(format_error("Unknown label.", f"one of {sorted(label2id)}", repr(label),
                                           "use the label names the model was trained with (config.json label2id)"))
     return ids
 
@@ -43,7 +43,7 @@ def split_texts(splits, split: str) -> tuple[list[str], list[str]]:
     """(texts, label names) of one split of `nlp_reuse.data.load_splits` output; sentence pairs are refused."""
     data = splits[split]
     if "text_pair" in data.column_names:
-        raise ValueError(format_error("Sentence-pair data is not supported by export/benchmark.",
+        raise ModelError(format_error("Sentence-pair data is not supported by export/benchmark.",
                                       "single-text classification data", "a text_pair column",
                                       "drop --text_pair_column"))
     names = data.features["label"].names

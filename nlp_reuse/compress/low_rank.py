@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nlp_reuse.compress.artifacts import LOW_RANK_INFO_NAME, LOW_RANK_WEIGHTS_NAME, format_error
+from nlp_reuse.compress.artifacts import LOW_RANK_INFO_NAME, LOW_RANK_WEIGHTS_NAME
+from nlp_reuse.errors import ModelError, format_error
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +74,15 @@ def choose_rank(singular_values: torch.Tensor, in_features: int, out_features: i
     """Rank from either `ratio` (fraction of the layer's weight parameters kept: k = ratio*in*out/(in+out)) or
     `energy` (smallest k whose squared singular values keep that fraction of ||W||_F^2)."""
     if (ratio is None) == (energy is None):
-        raise ValueError(format_error("Low-rank needs exactly one rank rule.", "low_rank_ratio or low_rank_energy",
+        raise ModelError(format_error("Low-rank needs exactly one rank rule.", "low_rank_ratio or low_rank_energy",
                                       f"ratio={ratio}, energy={energy}", "pass only one of the two"))
     if ratio is not None:
         if not 0.0 < ratio < 1.0:
-            raise ValueError(format_error("low_rank_ratio out of range.", "0 < ratio < 1 (fraction of weights kept)",
+            raise ModelError(format_error("low_rank_ratio out of range.", "0 < ratio < 1 (fraction of weights kept)",
                                           repr(ratio), "pass e.g. --low_rank_ratio 0.5"))
         return max(1, int(ratio * in_features * out_features / (in_features + out_features)))
     if not 0.0 < energy <= 1.0:
-        raise ValueError(format_error("low_rank_energy out of range.", "0 < energy <= 1", repr(energy),
+        raise ModelError(format_error("low_rank_energy out of range.", "0 < energy <= 1", repr(energy),
                                       "pass e.g. --low_rank_energy 0.9"))
     cumulative = torch.cumsum(singular_values.double() ** 2, 0) / (singular_values.double() ** 2).sum()
     # Small tolerance so energy=1.0 is reachable despite rounding in the cumulative sum.
@@ -127,7 +128,7 @@ def _target_linears(model: nn.Module, target_modules: list[str] | None) -> list[
     chosen = [n for n in names if any(n == t or n.endswith("." + t) for t in target_modules)]
     if not chosen:
         examples = sorted({n.split(".", 4)[-1] for n in names})[:8]
-        raise ValueError(format_error("No Linear layer matches the low-rank targets.",
+        raise ModelError(format_error("No Linear layer matches the low-rank targets.",
                                       f"module-name suffixes such as {examples}", f"targets={target_modules}",
                                       "pass --low_rank_targets with suffixes of encoder Linear names"))
     return chosen

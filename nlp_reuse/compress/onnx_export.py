@@ -33,10 +33,11 @@ from nlp_reuse.compress.artifacts import (
     find_onnx_file,
     format_error,
     load_tokenizer,
-    prepare_output_dir,
     read_compression_info,
     write_compression_info,
 )
+from nlp_reuse.errors import ModelError
+from nlp_reuse.files import prepare_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def onnx_input_names(model: torch.nn.Module, tokenizer) -> list[str]:
     accepted = inspect.signature(model.forward).parameters
     names = [n for n in ONNX_INPUT_NAMES if n in tokenizer.model_input_names and n in accepted]
     if "input_ids" not in names:
-        raise ValueError(format_error(
+        raise ModelError(format_error(
             "The model cannot be exported to ONNX as a text classifier.",
             f"a forward() and tokenizer that take input_ids (and optionally {ONNX_INPUT_NAMES[1:]})",
             f"tokenizer inputs {list(tokenizer.model_input_names)}, forward arguments {list(accepted)}",
@@ -129,9 +130,9 @@ def export_onnx(
     checks parity on real texts (`check_onnx_parity`). `compression` is recorded in the folder's compression.json.
     """
     if exporter not in EXPORTERS:
-        raise ValueError(format_error("Unknown ONNX exporter.", f"one of {sorted(EXPORTERS)}", repr(exporter),
+        raise ModelError(format_error("Unknown ONNX exporter.", f"one of {sorted(EXPORTERS)}", repr(exporter),
                                       "leave exporter at its default ('torch')"))
-    folder = prepare_output_dir(output_dir, overwrite)
+    folder = prepare_output_dir(output_dir, overwrite=overwrite, replace=True, flag="--overwrite")
     model = model.eval().to("cpu")
     names = onnx_input_names(model, tokenizer)
     encoded = tokenizer(_SAMPLE_TEXTS, padding=True, return_tensors="pt")
@@ -157,14 +158,14 @@ def optimize_onnx(onnx_dir: str | Path, output_dir: str | Path, level: str, *, o
     from onnxruntime.transformers.optimizer import optimize_model
 
     if level not in OPTIMIZATION_LEVELS:
-        raise ValueError(format_error("Unknown ONNX Runtime optimization level.", f"one of {OPTIMIZATION_LEVELS}",
+        raise ModelError(format_error("Unknown ONNX Runtime optimization level.", f"one of {OPTIMIZATION_LEVELS}",
                                       repr(level), "pass --optimize O1, O2 or O3 (O4 is fp16 for GPU only)"))
     source = Path(onnx_dir)
     onnx_path = find_onnx_file(source)
     info = read_compression_info(source)
     target = Path(output_dir)
     if target.resolve() != source.resolve():
-        prepare_output_dir(target, overwrite)
+        prepare_output_dir(target, overwrite=overwrite, replace=True, flag="--overwrite")
         copy_side_files(source, target)
     options = FusionOptions("bert")
     options.enable_gelu_approximation = level == "O3"

@@ -26,7 +26,6 @@ from typing import Any
 from nlp_reuse.compress.artifacts import (
     format_error,
     load_classifier,
-    prepare_output_dir,
     write_compression_info,
 )
 from nlp_reuse.compress.low_rank import apply_low_rank, save_low_rank_model
@@ -49,6 +48,8 @@ from nlp_reuse.compress.quantize import (
 from nlp_reuse.compress.labels import encode_labels
 from nlp_reuse.evaluation import size_on_disk_mb
 from nlp_reuse.modeling import count_parameters
+from nlp_reuse.errors import ModelError
+from nlp_reuse.files import prepare_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -94,38 +95,38 @@ def _check_options(quantization: str, calibration_method: str, optimize: str | N
                    prune_heads_fraction: float) -> None:
     """Every argument error before any model is loaded."""
     if quantization not in QUANTIZATION_MODES:
-        raise ValueError(format_error("Unknown quantization mode.", f"one of {QUANTIZATION_MODES}",
+        raise ModelError(format_error("Unknown quantization mode.", f"one of {QUANTIZATION_MODES}",
                                       repr(quantization), "pass --quantization none, dynamic or static"))
     if calibration_method not in CALIBRATION_METHODS:
-        raise ValueError(format_error("Unknown calibration method.", f"one of {CALIBRATION_METHODS}",
+        raise ModelError(format_error("Unknown calibration method.", f"one of {CALIBRATION_METHODS}",
                                       repr(calibration_method), "pass --calibration_method minmax|entropy|percentile"))
     if optimize is not None and optimize not in OPTIMIZATION_LEVELS:
-        raise ValueError(format_error("Unknown optimization level.", f"one of {OPTIMIZATION_LEVELS}",
+        raise ModelError(format_error("Unknown optimization level.", f"one of {OPTIMIZATION_LEVELS}",
                                       repr(optimize), "pass --optimize O1, O2 or O3"))
     if max_accuracy_drop < 0:
-        raise ValueError(format_error("max_accuracy_drop is negative.", "accuracy points >= 0",
+        raise ModelError(format_error("max_accuracy_drop is negative.", "accuracy points >= 0",
                                       repr(max_accuracy_drop), "pass e.g. --max_accuracy_drop 1.0"))
     if low_rank_ratio is not None and low_rank_energy is not None:
-        raise ValueError(format_error("Two low-rank rules given.", "low_rank_ratio or low_rank_energy",
+        raise ModelError(format_error("Two low-rank rules given.", "low_rank_ratio or low_rank_energy",
                                       f"ratio={low_rank_ratio}, energy={low_rank_energy}", "pass only one"))
     if quantization != "none" and not (validation_texts and validation_labels):
-        raise ValueError(format_error("Quantization needs labelled validation texts for the accuracy guard.",
+        raise ModelError(format_error("Quantization needs labelled validation texts for the accuracy guard.",
                                       "validation_texts and validation_labels", "none",
                                       "pass --validation_file (or --quantization none)"))
     if validation_texts and validation_labels and len(validation_texts) != len(validation_labels):
-        raise ValueError(format_error("Validation texts and labels differ in length.", "equal lengths",
+        raise ModelError(format_error("Validation texts and labels differ in length.", "equal lengths",
                                       f"{len(validation_texts)} texts, {len(validation_labels)} labels",
                                       "check the validation file"))
     if quantization == "static" and (not train_texts or calibration_samples < 1):
-        raise ValueError(format_error("Static quantization needs calibration texts.",
+        raise ModelError(format_error("Static quantization needs calibration texts.",
                                       "train_texts and calibration_samples >= 1",
                                       f"{len(train_texts or [])} texts, calibration_samples={calibration_samples}",
                                       "pass --train_file (or use --quantization dynamic)"))
     if prune_heads_fraction > 0 and not (train_texts or validation_texts):
-        raise ValueError(format_error("Head pruning needs texts to score head importance.",
+        raise ModelError(format_error("Head pruning needs texts to score head importance.",
                                       "train_texts (or validation_texts)", "none", "pass --train_file"))
     if recovery_epochs > 0 and not (train_texts and train_labels):
-        raise ValueError(format_error("Recovery fine-tuning needs labelled training texts.",
+        raise ModelError(format_error("Recovery fine-tuning needs labelled training texts.",
                                       "train_texts and train_labels", "none", "pass --train_file with labels"))
 
 
@@ -265,7 +266,7 @@ def export_model(
 
         pytorch_dir = None
         if torch_changes:
-            pytorch_dir = prepare_output_dir(stage / "pytorch", overwrite)
+            pytorch_dir = prepare_output_dir(stage / "pytorch", overwrite=overwrite, replace=True, flag="--overwrite")
             if use_low_rank:
                 save_low_rank_model(model, tokenizer, pytorch_dir)
             else:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from nlp_reuse.compress.artifacts import format_error
+from nlp_reuse.errors import ModelError, format_error
 from nlp_reuse.modeling import count_parameters
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def _check_fraction(name: str, value: float, upper_inclusive: bool = False) -> N
     ok = 0.0 <= value <= 1.0 if upper_inclusive else 0.0 <= value < 1.0
     if not ok:
         interval = "[0, 1]" if upper_inclusive else "[0, 1)"
-        raise ValueError(format_error(f"{name} out of range.", f"a fraction in {interval}", repr(value),
+        raise ModelError(format_error(f"{name} out of range.", f"a fraction in {interval}", repr(value),
                                       f"pass e.g. {name}=0.25"))
 
 
@@ -43,7 +43,7 @@ def _attention_layers(model: nn.Module) -> list[nn.Module]:
     layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
     if layers is None or not all(hasattr(layer, "attention") and hasattr(layer.attention, "self")
                                  and hasattr(layer.attention.output, "dense") for layer in layers):
-        raise ValueError(format_error(
+        raise ModelError(format_error(
             "Head pruning does not know this architecture.",
             "BERT-style layers: base_model.encoder.layer[i].attention.self.query/key/value and .attention.output.dense",
             f"{type(model).__name__}", "use a BERT, RoBERTa, ELECTRA or MiniLM classifier, or skip head pruning",
@@ -72,12 +72,12 @@ def compute_head_importance(model: nn.Module, tokenizer, texts: list[str], label
     """
     pruned = pruned_heads_of(model.config)
     if pruned:
-        raise ValueError(format_error(
+        raise ModelError(format_error(
             "Head importance needs an unpruned model.", "config.pruned_heads == {}",
             f"pruned_heads={pruned}", "compute importance on the model folder before pruning",
         ))
     if not texts:
-        raise ValueError(format_error("Head importance needs texts.", "a non-empty list of texts", "an empty list",
+        raise ModelError(format_error("Head importance needs texts.", "a non-empty list of texts", "an empty list",
                                       "pass --train_file so a few training batches can be scored"))
     layers = _attention_layers(model)
     device = next(model.parameters()).device
@@ -148,7 +148,7 @@ def prune_heads(model: nn.Module, heads: dict[int, list[int]]) -> None:
     for layer_index, to_remove in heads.items():  # every layer is checked before any is changed
         current = current_heads[layer_index] if 0 <= layer_index < len(layers) else 0
         if not current or min(to_remove) < 0 or max(to_remove) >= current or len(set(to_remove)) >= current:
-            raise ValueError(format_error(
+            raise ModelError(format_error(
                 f"Cannot prune heads {to_remove} of layer {layer_index}.",
                 f"a layer in [0, {len(layers)}) and distinct head indices in [0, {current}) leaving at least one "
                 "head", f"{to_remove}", "prune fewer heads (select_heads_to_prune keeps one per layer)",
@@ -302,7 +302,7 @@ def recovery_finetune(model: nn.Module, tokenizer, texts: list[str], labels: lis
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     if not texts or len(texts) != len(labels):
-        raise ValueError(format_error("Recovery fine-tuning needs labelled texts.", "as many labels as texts",
+        raise ModelError(format_error("Recovery fine-tuning needs labelled texts.", "as many labels as texts",
                                       f"{len(texts)} texts, {len(labels)} labels",
                                       "pass --train_file with text and label columns"))
     encodings = tokenizer(texts, truncation=True, max_length=max_length)

@@ -22,10 +22,11 @@ from nlp_reuse.compress.artifacts import (
     find_onnx_file,
     format_error,
     load_tokenizer,
-    prepare_output_dir,
     read_compression_info,
     write_compression_info,
 )
+from nlp_reuse.errors import ModelError
+from nlp_reuse.files import prepare_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def isa_quantization(isa: str | None = None) -> tuple[str, IsaQuantization]:
     """(isa, its weight settings) for the given or detected instruction set; an unknown name is an error."""
     isa = isa or detect_cpu_isa()
     if isa not in ISA_QUANTIZATION:
-        raise ValueError(format_error("Unknown CPU instruction set for quantization.", f"one of {CPU_ISAS}",
+        raise ModelError(format_error("Unknown CPU instruction set for quantization.", f"one of {CPU_ISAS}",
                                       repr(isa), "leave it unset to detect it, or pass one of the expected values"))
     return isa, ISA_QUANTIZATION[isa]
 
@@ -116,7 +117,7 @@ def quantize_dynamic(onnx_dir: str | Path, output_dir: str | Path, *, isa: str |
     source = Path(onnx_dir)
     onnx_path = find_onnx_file(source)
     isa, settings = isa_quantization(isa)
-    folder = prepare_output_dir(output_dir, overwrite)
+    folder = prepare_output_dir(output_dir, overwrite=overwrite, replace=True, flag="--overwrite")
     ort_quantize_dynamic(onnx_path, folder / ONNX_FILE_NAME, op_types_to_quantize=list(DYNAMIC_OPERATORS),
                          per_channel=per_channel, reduce_range=settings.reduce_range,
                          weight_type=_quant_type(settings.weight_type), extra_options=dict(_EXTRA_OPTIONS))
@@ -133,7 +134,7 @@ def calibration_method(method: str):
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     if method not in methods:
-        raise ValueError(format_error("Unknown calibration method.", f"one of {CALIBRATION_METHODS}", repr(method),
+        raise ModelError(format_error("Unknown calibration method.", f"one of {CALIBRATION_METHODS}", repr(method),
                                       "pass --calibration_method minmax, entropy or percentile"))
     return methods[method]
 
@@ -172,7 +173,7 @@ def quantize_static(onnx_dir: str | Path, output_dir: str | Path, calibration_te
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
     if not calibration_texts:
-        raise ValueError(format_error("Static quantization needs calibration texts.", "a non-empty list of texts",
+        raise ModelError(format_error("Static quantization needs calibration texts.", "a non-empty list of texts",
                                       "an empty list", "pass --train_file (and --calibration_samples > 0)"))
     calibrate_method = calibration_method(method)  # an unknown method fails before any work
     source = Path(onnx_dir)
@@ -181,7 +182,7 @@ def quantize_static(onnx_dir: str | Path, output_dir: str | Path, calibration_te
     tokenizer = load_tokenizer(source)
     input_names = [i.name for i in onnx.load(str(onnx_path), load_external_data=False).graph.input]
     reader = _TextCalibrationReader(tokenizer, list(calibration_texts), input_names, max_length)
-    folder = prepare_output_dir(output_dir, overwrite)
+    folder = prepare_output_dir(output_dir, overwrite=overwrite, replace=True, flag="--overwrite")
     ort_quantize_static(
         onnx_path, folder / ONNX_FILE_NAME, reader, quant_format=QuantFormat.QDQ,
         op_types_to_quantize=list(STATIC_OPERATORS), per_channel=per_channel, reduce_range=settings.reduce_range,
@@ -254,7 +255,7 @@ def accuracy_guard(fp32_dir: str | Path, quantized_dir: str | Path, texts: list[
     from nlp_reuse.compress.onnx_export import OnnxClassifier, onnx_logits
 
     if len(texts) == 0 or len(texts) != len(labels):
-        raise ValueError(format_error("The accuracy guard needs labelled validation texts.",
+        raise ModelError(format_error("The accuracy guard needs labelled validation texts.",
                                       "as many labels as texts, at least one", f"{len(texts)} texts, "
                                       f"{len(labels)} labels", "pass --validation_file with text and label columns"))
     gold = np.asarray(labels)

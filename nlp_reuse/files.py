@@ -1,0 +1,63 @@
+"""File names the package reads and writes, and the one function that claims an output folder.
+
+Every command that writes a folder goes through `prepare_output_dir`, so "not empty" means the same everywhere and
+the flag that allows writing into it is named in the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from nlp_reuse.errors import format_error
+
+logger = logging.getLogger(__name__)
+
+# Weights of a model folder, as save_pretrained writes them (sharded too) and as the compression steps write them.
+# low_rank_model.safetensors: factorized folders (nlp_reuse.compress.low_rank), which plain AutoModel must not load.
+SAFETENSORS_WEIGHTS = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "low_rank_model.safetensors", "model.onnx",
+                "model_quantized.onnx")
+# Any one of these next to config.json means the folder carries a tokenizer vocabulary.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model")
+
+
+def listing(folder: Path, limit: int = 12) -> str:
+    """The folder's entries for an error message ("found: ...")."""
+    names = sorted(p.name for p in folder.iterdir())
+    shown = ", ".join(names[:limit]) + (f", ... ({len(names)} entries)" if len(names) > limit else "")
+    return shown or "an empty folder"
+
+
+def weight_files(folder: str | Path) -> list[Path]:
+    """The weight files present in `folder` (shards included)."""
+    folder = Path(folder)
+    found = {p for pattern in (*SAFETENSORS_WEIGHTS, *WEIGHT_FILES) for p in folder.glob(pattern) if p.is_file()}
+    return sorted(found - {folder / "model.safetensors.index.json"})
+
+
+def prepare_output_dir(path: str | Path, *, overwrite: bool, replace: bool = False,
+                       flag: str = "--overwrite_output_dir true") -> Path:
+    """Create `path` and return it; an existing non-empty folder is refused unless `overwrite`.
+
+    With `overwrite`, `replace=True` empties the folder first (a derived artefact folder: nothing in it is the
+    user's); `replace=False` leaves its files for the caller to replace one by one (a run folder, whose caller removes
+    its own earlier artefacts and keeps the user's files). `flag` is how the user asks for `overwrite`.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(format_error(
+            "The output path is a file.", "a new or empty folder", f"a file at {folder}", "choose another folder",
+        ))
+    if folder.is_dir() and any(folder.iterdir()):
+        if not overwrite:
+            raise FileExistsError(format_error(
+                f"Output folder {folder} is not empty; refusing to write into it.", "a new or empty folder",
+                listing(folder), f"choose another folder, or pass {flag} to replace what an earlier run wrote there",
+            ))
+        if replace:
+            logger.warning("Replacing %s", folder)
+            shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
