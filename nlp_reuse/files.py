@@ -15,9 +15,12 @@ from nlp_reuse.errors import format_error
 logger = logging.getLogger(__name__)
 
 # Weights of a model folder, as save_pretrained writes them (sharded too) and as the compression steps write them.
-# low_rank_model.safetensors: factorized folders (nlp_reuse.compress.low_rank), which plain AutoModel must not load.
+LOW_RANK_INFO_NAME = "low_rank.json"
+# A low-rank folder stores its weights under a name AutoModel does not look for, so a plain from_pretrained fails
+# loudly instead of silently building a randomly initialised dense model.
+LOW_RANK_WEIGHTS_NAME = "low_rank_model.safetensors"
 SAFETENSORS_WEIGHTS = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "low_rank_model.safetensors", "model.onnx",
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", LOW_RANK_WEIGHTS_NAME, "model.onnx",
                 "model_quantized.onnx")
 # Any one of these next to config.json means the folder carries a tokenizer vocabulary.
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model")

@@ -14,15 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from nlp_reuse.errors import ModelError, format_error
-from nlp_reuse.files import TOKENIZER_FILES, listing
+from nlp_reuse.files import LOW_RANK_INFO_NAME, LOW_RANK_WEIGHTS_NAME, TOKENIZER_FILES, listing
 
 logger = logging.getLogger(__name__)
 
 COMPRESSION_INFO_NAME = "compression.json"
-LOW_RANK_INFO_NAME = "low_rank.json"
-# A low-rank folder stores its weights under a name AutoModel does not look for, so a plain
-# from_pretrained fails loudly instead of silently building a randomly initialised dense model.
-LOW_RANK_WEIGHTS_NAME = "low_rank_model.safetensors"
 ONNX_FILE_NAME = "model.onnx"
 
 

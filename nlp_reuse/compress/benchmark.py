@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from nlp_reuse.compress.artifacts import (
-    LOW_RANK_INFO_NAME,
+
     format_error,
     load_classifier,
     read_compression_info,
@@ -30,6 +30,7 @@ from nlp_reuse.compress.onnx_export import OnnxClassifier
 from nlp_reuse.evaluation import classification_metrics, environment, measure_latency, size_on_disk_mb
 from nlp_reuse.modeling import count_parameters
 from nlp_reuse.errors import ModelError
+from nlp_reuse.files import LOW_RANK_INFO_NAME
 
 logger = logging.getLogger(__name__)
 
