@@ -53,7 +53,8 @@ def prepare_output_dir(path: str | Path, *, overwrite: bool, replace: bool = Fal
         raise FileExistsError(format_error(
             "The output path is a file.", "a new or empty folder", f"a file at {folder}", "choose another folder",
         ))
-    if folder.is_dir() and any(folder.iterdir()):
+    # A folder of empty folders (a run killed before it wrote anything) holds nothing to lose.
+    if folder.is_dir() and any(p.is_file() for p in folder.rglob("*")):
         if not overwrite:
             raise FileExistsError(format_error(
                 f"Output folder {folder} is not empty; refusing to write into it.", "a new or empty folder",

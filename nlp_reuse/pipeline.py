@@ -8,6 +8,8 @@ import copy
 import dataclasses
 import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,6 +18,7 @@ from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, T
 
 from .config import DataArguments, DistillationArguments, FinetuneArguments, NlpReuseTrainingArguments
 from .data import describe, load_splits, tokenize_splits
+from .errors import format_error
 from .files import prepare_output_dir
 from .evaluation import compute_metrics, environment, format_table, size_on_disk_mb, torch_latency_ms, write_json
 from .modeling import (
@@ -36,7 +39,90 @@ logger = logging.getLogger(__name__)
 # removes these first, so the folder never pairs a new report with an older run's student, baseline or ONNX
 # files (which push would upload); files of the user's own in the folder are kept.
 RUN_ARTEFACTS = ("report.json", "run_args.json", "export_report.json", "student", "student_adapter", "baseline",
-                 "baseline_adapter", "onnx", "onnx_int8", "onnx_int8_rejected", "pytorch")
+                 "baseline_adapter", "onnx", "onnx_int8", "onnx_int8_rejected", "pytorch", "checkpoints")
+# Trainer checkpoints live apart from the final model folders, which are written whole or not at all.
+CHECKPOINTS = "checkpoints"
+_PARTIAL = ".partial"
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint-N with the highest N under `folder` that Trainer finished writing, or None."""
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
+
+
+def resolve_resume(out: Path, resume: str | None) -> str | None:
+    """`--resume_from_checkpoint last` means the newest checkpoint of the run folder's student."""
+    if resume != "last":
+        return resume
+    found = latest_checkpoint(out / CHECKPOINTS / "student")
+    if found is None:
+        raise FileNotFoundError(format_error(
+            "--resume_from_checkpoint last found no checkpoint.", f"{out / CHECKPOINTS / 'student'}/checkpoint-N",
+            "none", "run without --resume_from_checkpoint, with --save_strategy steps|epoch to write checkpoints",
+        ))
+    return str(found)
+
+
+def check_rerun(out: Path, args: DistillationArguments) -> bool:
+    """Whether this run may write into `out`; an interrupted run's folder gets a message that says how to go on.
+
+    Leftover staging folders of a killed run (never a finished artefact) are removed first. A folder is writable
+    when it is empty, --overwrite_output_dir is given, or the run resumes from one of the folder's own checkpoints.
+    """
+    if not out.is_dir():
+        return args.overwrite_output_dir
+    for stale in out.glob(f".*{_PARTIAL}"):
+        shutil.rmtree(stale)
+    resume = args.resume_from_checkpoint
+    if resume is not None and (out.resolve() in Path(resume).resolve().parents):
+        return True
+    last = latest_checkpoint(out / CHECKPOINTS / "student")
+    if not args.overwrite_output_dir and last is not None and not (out / "report.json").is_file():
+        raise FileExistsError(format_error(
+            f"{out} holds a run that did not finish.", "a new or empty --output_dir, or a resumed run",
+            f"checkpoints up to {last.relative_to(out)} and no report.json",
+            "go on from the checkpoint with --resume_from_checkpoint last, or start over with "
+            "--overwrite_output_dir true",
+        ))
+    return args.overwrite_output_dir
+
+
+@contextmanager
+def staged_folders(*finals: Path) -> Iterator[list[Path]]:
+    """Hidden sibling folders to write `finals` into, renamed over them only when the block completes: a killed
+    run leaves the previous folders or the new ones, never half of one. Renaming happens on the main process."""
+    stages = [final.with_name(f".{final.name}{_PARTIAL}") for final in finals]
+    state = PartialState()
+    if state.is_main_process:
+        for stage in stages:
+            shutil.rmtree(stage, ignore_errors=True)
+    state.wait_for_everyone()
+    yield stages
+    state.wait_for_everyone()
+    if state.is_main_process:
+        for stage, final in zip(stages, finals):
+            if not stage.is_dir():
+                continue  # nothing was written there (an unmerged adapter run has no merged folder)
+            if final.exists():
+                shutil.rmtree(final)
+            stage.rename(final)
+    state.wait_for_everyone()
+
+
+def _remove_empty_folders(root: Path) -> None:
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
+
+
+def save_final(applied, trainer: Trainer, folder: Path, adapter_folder: Path, merge: bool) -> PreTrainedModel:
+    """save_trained_model into staging folders, swapped in whole."""
+    with staged_folders(folder, adapter_folder) as (stage, adapter_stage):
+        model = save_trained_model(applied, trainer, stage, adapter_stage, merge=merge)
+    return model
 
 
 def clear_run_artefacts(out: Path, keep: tuple[str, ...] = (), inputs: tuple[str | None, ...] = ()) -> list[str]:
@@ -196,7 +282,9 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     to RUN/student/ (RUN/baseline/).
     """
     check_strategy_combination(args)
-    out = prepare_output_dir(args.output_dir, overwrite=args.overwrite_output_dir)
+    out = Path(args.output_dir)
+    args.resume_from_checkpoint = resolve_resume(out, args.resume_from_checkpoint)
+    out = prepare_output_dir(out, overwrite=check_rerun(out, args))
     teacher_path = resolve_model_path(args.teacher_model_name_or_path)
     labels = classifier_labels(AutoConfig.from_pretrained(teacher_path))
     if labels is None:
@@ -222,33 +310,32 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
         kd_train, cache_info = with_teacher_cache(args, teacher, kd_train, collator)
     if PartialState().is_main_process:
         # Only now, with every input checked: a resumed run keeps the student's checkpoints it resumes from.
-        clear_run_artefacts(out, keep=("student", "student_adapter") if args.resume_from_checkpoint else (),
+        clear_run_artefacts(out, keep=(CHECKPOINTS,) if args.resume_from_checkpoint else (),
                             inputs=(teacher_path, args.teacher_cache, args.resume_from_checkpoint))
     PartialState().wait_for_everyone()
     trainer = DistillationTrainer(model=applied.model, teacher_model=teacher,
-                                  args=_trainer_args(args, out / "student"), **{**common, "train_dataset": kd_train},
+                                  args=_trainer_args(args, out / CHECKPOINTS / "student"), **{**common, "train_dataset": kd_train},
                                   **strategy_trainer_kwargs(applied, args))
     with measure_training(args.device) as student_cost:
         trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     student_cost.trainable_params, student_cost.total_params = applied.trainable_params, applied.total_params
-    student_model = save_trained_model(applied, trainer, out / "student", out / "student_adapter",
-                                       merge=args.merge_adapter)
+    student_model = save_final(applied, trainer, out / "student", out / "student_adapter", merge=args.merge_adapter)
     student_test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
-    teacher_test = Trainer(model=teacher, args=_trainer_args(args, out / "student"), **common).predict(
+    teacher_test = Trainer(model=teacher, args=_trainer_args(args, out / CHECKPOINTS / "teacher"), **common).predict(
         tokenized["test"], metric_key_prefix="test").metrics
 
     baseline = baseline_test = baseline_cost = None
     if args.run_baseline:
         baseline, _ = build_student(args, teacher, teacher_tokenizer, labels, **model_kwargs)
         baseline_applied = apply_strategy(baseline, args)
-        baseline_trainer = Trainer(model=baseline_applied.model, args=_trainer_args(args, out / "baseline"),
+        baseline_trainer = Trainer(model=baseline_applied.model, args=_trainer_args(args, out / CHECKPOINTS / "baseline"),
                                    **common, **strategy_trainer_kwargs(baseline_applied, args))
         with measure_training(args.device) as baseline_cost:
             baseline_trainer.train()  # --resume_from_checkpoint names a student checkpoint; the baseline reruns
         baseline_cost.trainable_params = baseline_applied.trainable_params
         baseline_cost.total_params = baseline_applied.total_params
-        baseline = save_trained_model(baseline_applied, baseline_trainer, out / "baseline", out / "baseline_adapter",
-                                      merge=args.merge_adapter)
+        baseline = save_final(baseline_applied, baseline_trainer, out / "baseline", out / "baseline_adapter",
+                              merge=args.merge_adapter)
         baseline_test = baseline_trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
 
     if not trainer.is_world_process_zero():
@@ -285,6 +372,7 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
         report["teacher_cache"] = cache_info
     report["command"] = command
     report["environment"] = environment()
+    _remove_empty_folders(out / CHECKPOINTS)  # save_strategy "no": Trainer made the folders, nothing is in them
     write_json(out / "report.json", report)
     write_json(out / "run_args.json", _run_args(data_args, args))
     print(format_table(report))

@@ -161,22 +161,37 @@ def test_hub_token_lands_in_no_file(finetuned, tiny_data_dir, tmp_path):
     assert [str(p) for p in files if token.encode() in p.read_bytes()] == []
 
 
-def test_distill_resumes_from_the_checkpoint_it_is_given(finetuned, tiny_data_dir, tmp_path):
-    """--resume_from_checkpoint continues from the checkpoint's state instead of silently restarting at step 0."""
+def test_an_interrupted_run_is_resumed_not_blocked(finetuned, tiny_data_dir, tmp_path):
+    """A run killed after checkpoint-2 (its later checkpoint, report and final folders never written, a staging
+    folder left half-written): a plain rerun says how to go on, and `--resume_from_checkpoint last` continues from
+    checkpoint-2's state instead of silently restarting at step 0."""
     teacher, _ = finetuned
-    flags = ["--teacher_model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "run"),
+    run = tmp_path / "run"
+    flags = ["--teacher_model_name_or_path", str(teacher), "--output_dir", str(run),
              "--student_num_layers", "2", "--save_strategy", "steps", "--save_steps", "2", "--logging_steps", "1",
              *data_flags(tiny_data_dir), *FAST]
     distill.main(flags)
+    assert sorted(p.name for p in (run / "checkpoints" / "student").iterdir()) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    assert (run / "student" / "model.safetensors").is_file() and not list((run / "student").glob("checkpoint-*"))
+    for name in ("report.json", "run_args.json", "student", "checkpoints/student/checkpoint-4",
+                 "checkpoints/student/checkpoint-6"):
+        shutil.rmtree(run / name) if (run / name).is_dir() else (run / name).unlink()
+    (run / ".student.partial").mkdir()
+    (run / ".student.partial" / "model.safetensors").write_bytes(b"half")
     # Mark the step-2 state: only a run that really resumes from it carries the mark into its later checkpoints.
-    state_file = tmp_path / "run" / "student" / "checkpoint-2" / "trainer_state.json"
+    state_file = run / "checkpoints" / "student" / "checkpoint-2" / "trainer_state.json"
     state = json.loads(state_file.read_text())
     state["log_history"].append({"step": 2, "marker": "from checkpoint-2"})
     state_file.write_text(json.dumps(state))
-    distill.main([*flags, "--overwrite_output_dir", "true", "--resume_from_checkpoint", str(state_file.parent)])
-    resumed = json.loads((tmp_path / "run" / "student" / "checkpoint-4" / "trainer_state.json").read_text())
+
+    with pytest.raises(FileExistsError, match=r"did not finish(?s:.*)checkpoints/student/checkpoint-2 and no report"
+                                              r"(?s:.*)--resume_from_checkpoint last"):
+        distill.main(flags)
+    distill.main([*flags, "--resume_from_checkpoint", "last"])
+    resumed = json.loads((run / "checkpoints" / "student" / "checkpoint-4" / "trainer_state.json").read_text())
     assert {"step": 2, "marker": "from checkpoint-2"} in resumed["log_history"]
     assert [entry["step"] for entry in resumed["log_history"] if "loss" in entry] == [1, 2, 3, 4]
+    assert (run / "report.json").is_file() and not (run / ".student.partial").exists()
 
 
 def test_overwritten_run_folder_holds_no_artefact_of_the_earlier_run(finetuned, tiny_data_dir, tmp_path):
