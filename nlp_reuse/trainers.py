@@ -127,10 +127,13 @@ class DistillationTrainer(Trainer):
         return super()._get_grad_norm(model, grad_norm=grad_norm)
 
     def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
+        # Before Trainer's own files: trainer_state.json, written last, marks a checkpoint complete (resume "last"
+        # and checkpoint rotation go by it), so a kill in between must not leave one without its projector.
         if self.projector is not None and self.args.should_save:  # also with save_only_model
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
             save_file(self.accelerator.unwrap_model(self.projector).state_dict(), str(folder / PROJECTOR_FILE_NAME))
+        super()._save_checkpoint(model, trial)
 
     def _load_projector(self, checkpoint: str | None) -> None:
         if self.projector is None or checkpoint is None:
