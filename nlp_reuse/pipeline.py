@@ -29,6 +29,7 @@ from .strategies import (
     apply_strategy, check_strategy_combination, finetune_features, measure_training, save_trained_model,
     strategy_summary, strategy_trainer_kwargs,
 )
+from . import measurement_cache
 from .teacher_cache import attach_teacher_logits, load_or_compute
 from .trainers import DistillationTrainer, resolve_teacher_dtype
 
@@ -321,8 +322,16 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     student_cost.trainable_params, student_cost.total_params = applied.trainable_params, applied.total_params
     student_model = save_final(applied, trainer, out / "student", out / "student_adapter", merge=args.merge_adapter)
     student_test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
-    teacher_test = Trainer(model=teacher, args=_trainer_args(args, out / CHECKPOINTS / "teacher"), **common).predict(
-        tokenized["test"], metric_key_prefix="test").metrics
+    # The teacher's numbers only change with the teacher, the test data or the settings: reuse them when cached.
+    measurement_key = reused = None
+    if args.teacher_cache is not None:
+        measurement_key = measurement_cache.measurement_key(teacher, tokenized["test"], {
+            "max_length": data_args.max_length, "latency_samples": args.latency_samples, "bf16": args.bf16,
+            "fp16": args.fp16, "eval_batch_size": args.per_device_eval_batch_size})
+        reused = measurement_cache.read_measurements(args.teacher_cache, measurement_key)
+    if reused is None:
+        teacher_test = Trainer(model=teacher, args=_trainer_args(args, out / CHECKPOINTS / "teacher"),
+                               **common).predict(tokenized["test"], metric_key_prefix="test").metrics
 
     baseline = baseline_test = baseline_cost = None
     if args.run_baseline:
@@ -344,9 +353,9 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     entry = {"tokenizer": teacher_tokenizer, "latency_texts": texts, "max_length": data_args.max_length}
     report = {
         "task": _task_entry(data_args, labels, splits),
-        "teacher": model_entry(teacher, teacher_test, teacher_path, name_or_path=args.teacher_model_name_or_path,
-                               **({"local_path": str(Path(teacher_path).resolve())} if Path(teacher_path).is_dir()
-                                  else {}), **entry),
+        "teacher": {"name_or_path": args.teacher_model_name_or_path,
+                    **({"local_path": str(Path(teacher_path).resolve())} if Path(teacher_path).is_dir() else {}),
+                    **(reused or model_entry(teacher, teacher_test, teacher_path, **entry))},
         "student": model_entry(student_model, student_test, out / "student", path="student", **entry),
     }
     if baseline is not None:
@@ -370,6 +379,11 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
         report["training_cost"]["baseline"] = baseline_cost.as_dict()
     if cache_info is not None:
         report["teacher_cache"] = cache_info
+    if measurement_key is not None:
+        measured = {k: v for k, v in report["teacher"].items() if k not in ("name_or_path", "local_path")}
+        if reused is None:
+            measurement_cache.write_measurements(args.teacher_cache, measurement_key, measured)
+        report["teacher_measurements"] = {"key": measurement_key, "reused": reused is not None}
     report["command"] = command
     report["environment"] = environment()
     _remove_empty_folders(out / CHECKPOINTS)  # save_strategy "no": Trainer made the folders, nothing is in them

@@ -234,3 +234,29 @@ def test_max_length_beyond_the_position_table_is_capped(finetuned, tiny_data_dir
     for run in (tmp_path / "d", tmp_path / "f"):
         assert json.loads((run / "run_args.json").read_text())["data"]["max_length"] == 64
     assert "--max_length 100 is beyond the teacher's 64 positions (bert): using --max_length 64" in caplog.text
+
+
+def test_teacher_measurements_are_reused_only_while_nothing_changes(finetuned, tiny_data_dir, tmp_path, monkeypatch):
+    """With --teacher_cache a rerun reuses the teacher's test metrics and latency (no teacher evaluation, no timing);
+    another latency setting or other test data is measured again."""
+    import nlp_reuse.pipeline as pipeline
+
+    teacher, _ = finetuned
+    flags = ["--teacher_model_name_or_path", str(teacher), "--student_num_layers", "1",
+             "--teacher_cache", str(tmp_path / "cache"), *data_flags(tiny_data_dir), *FAST]
+    first = distill.main([*flags, "--output_dir", str(tmp_path / "a")])
+    timed = []
+    monkeypatch.setattr(pipeline, "torch_latency_ms", lambda model, *a: timed.append(model.config.num_hidden_layers)
+                        or 1.0)
+    second = distill.main([*flags, "--output_dir", str(tmp_path / "b")])
+    assert not first["teacher_measurements"]["reused"] and second["teacher_measurements"]["reused"]
+    assert second["teacher"] == first["teacher"] and timed == [1]  # only the 1-layer student was timed
+    assert len(list((tmp_path / "cache" / "measurements").glob("*.json"))) == 1
+
+    third = distill.main([*flags, "--output_dir", str(tmp_path / "c"), "--latency_samples", "2"])
+    assert not third["teacher_measurements"]["reused"] and third["teacher"]["latency_ms"] == 1.0
+    shutil.copy(tiny_data_dir / "validation.jsonl", tmp_path / "other_test.jsonl")
+    fourth = distill.main([*flags, "--output_dir", str(tmp_path / "d"), "--test_file",
+                           str(tmp_path / "other_test.jsonl")])
+    assert not fourth["teacher_measurements"]["reused"]
+    assert len(list((tmp_path / "cache" / "measurements").glob("*.json"))) == 3
