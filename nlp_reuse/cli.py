@@ -15,7 +15,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from .hub import scrub_secrets
-from .errors import ConfigError
+from .errors import ConfigError, format_error
 
 
 def load_yaml_defaults(path: str, valid_keys: set[str]) -> dict:
@@ -60,7 +60,7 @@ def parse_args(parser: HfArgumentParser, args: list[str] | None = None) -> tuple
     if config_path is not None:
         valid = {f.name for dtype in parser.dataclass_types for f in fields(dtype) if f.init}
         defaults = load_yaml_defaults(config_path, valid)
-        parser.set_defaults(**defaults)
+        parser.set_defaults(**_typed_defaults(parser, defaults, config_path))
         for action in parser._actions:  # a value from the YAML satisfies a required flag
             if action.dest in defaults:
                 action.required = False
@@ -71,6 +71,46 @@ def parse_args(parser: HfArgumentParser, args: list[str] | None = None) -> tuple
     if rest:
         raise SystemExit(f"error: unrecognized arguments: {' '.join(rest)} (see --help)")
     return tuple(o for o in outputs if not isinstance(o, argparse.Namespace))
+
+
+def _key_lines(path: str) -> dict[str, int]:
+    """1-based line of each top-level key of a YAML mapping file (for messages)."""
+    node = yaml.compose(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {key.value: key.start_mark.line + 1 for key, _ in node.value}
+
+
+def _typed_defaults(parser: HfArgumentParser, values: dict, path: str) -> dict:
+    """YAML values converted as the flag would convert them; a value of the wrong type is a ConfigError that names
+    the file, line, key, the type expected and the value found, before any work starts."""
+    actions = {action.dest: action for action in parser._actions}
+    lines = _key_lines(path)
+    converted = {}
+    for key, value in values.items():
+        action = actions[key]
+        convert = action.type
+        if value is None or convert is None or (convert is str and isinstance(value, (dict, list))):
+            converted[key] = value  # None, or a mapping/list a str-typed field parses itself (student_config)
+            continue
+        expected = getattr(convert, "__name__", "a value")
+        expected = "true or false" if expected == "string_to_bool" else expected
+        try:
+            if isinstance(value, (dict, list)):
+                raise ValueError(type(value).__name__)
+            converted[key] = convert(value if isinstance(value, str) else str(value))
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
+            raise ConfigError(format_error(
+                f"--config {path}, line {lines.get(key, '?')}: {key} has a value of the wrong type.",
+                f"{expected}" + (f", one of {list(action.choices)}" if action.choices else ""),
+                f"{value!r} ({type(value).__name__})", f"write `{key}: <{expected}>` (see --help for {key})",
+            )) from err
+        if action.choices and converted[key] not in action.choices:
+            raise ConfigError(format_error(
+                f"--config {path}, line {lines.get(key, '?')}: {key} is not one of its choices.",
+                f"one of {list(action.choices)}", repr(value), f"pick one of the values listed for {key}",
+            ))
+    return converted
 
 
 def _config_path(args: list[str]) -> str | None:

@@ -154,3 +154,31 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
     path = write_yaml(tmp_path, "dataset_name: builtin:trec6\nstudent_num_layers: [3\nalpha: 0.5\n")
     with pytest.raises(ConfigError, match=r"is not valid YAML at line \d+, column \d+: .*fix the line shown"):
         parse(["--config", str(path), "--teacher_model_name_or_path", "t", "--output_dir", str(tmp_path / "o")])
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("num_train_epochs: three", r"line 2: num_train_epochs has a value of the wrong type(?s:.*)expected: float"
+                                r"(?s:.*)found:    'three' \(str\)"),
+    ("student_num_layers: [1, 2]", r"line 2: student_num_layers has a value of the wrong type(?s:.*)expected: int"
+                                   r"(?s:.*)found:    \[1, 2\] \(list\)"),
+    ("run_baseline: maybe", r"line 2: run_baseline has a value of the wrong type(?s:.*)expected: true or false"),
+    ("optim: adam_sgd_mix", r"line 2: optim is not one of its choices(?s:.*)one of \['adamw_torch'"),
+])
+def test_config_value_of_the_wrong_type_names_file_line_and_type(tmp_path, line, expected):
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"temperature: 2.0\n{line}\nalpha: 0.5\n")
+    with pytest.raises(ConfigError, match=expected):
+        parse_args(make_parser((DataArguments, DistillationArguments), "test"),
+                   ["--config", str(config), "--output_dir", str(tmp_path / "o"), "--teacher_model_name_or_path",
+                    "t", "--student_num_layers", "2", "--dataset_name", "builtin:trec6"])
+
+
+def test_config_values_are_converted_like_flags(tmp_path):
+    config = tmp_path / "ok.yaml"
+    config.write_text("num_train_epochs: 2\nrun_baseline: true\nstudent_config: {num_hidden_layers: 2}\n"
+                      "learning_rate: 1.0e-4\n")
+    _, args = parse_args(make_parser((DataArguments, DistillationArguments), "test"),
+                         ["--config", str(config), "--output_dir", str(tmp_path / "o"),
+                          "--teacher_model_name_or_path", "t", "--dataset_name", "builtin:trec6"])
+    assert (args.num_train_epochs, args.run_baseline, args.student_config, args.learning_rate) == (
+        2.0, True, {"num_hidden_layers": 2}, 1e-4)
