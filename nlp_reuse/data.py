@@ -7,7 +7,9 @@ user's data runs here, before any model is loaded.
 
 import csv
 import importlib.metadata
+import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +17,11 @@ import pandas as pd
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from .config import DataArguments
-from .errors import DataError
+from .errors import DataError, format_error
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-FILE_READERS = {
-    ".csv": lambda p: pd.read_csv(p),
-    ".tsv": lambda p: pd.read_csv(p, sep="\t"),
-    ".jsonl": lambda p: pd.read_json(p, lines=True),
-    ".json": lambda p: pd.read_json(p, lines=Path(p).read_text()[:1].strip() != "["),
-    ".parquet": lambda p: pd.read_parquet(p),
-}
 
 
 # ----------------------------------------------------------------------------------------------- embedded datasets
@@ -80,8 +75,134 @@ BUILTIN_DATASETS = {
 
 
 # ------------------------------------------------------------------------------------------------------- loading
+# Text files are read as UTF-8 (a BOM, as Excel's "CSV UTF-8" writes it, is skipped). Anything else is refused rather
+# than decoded as Latin-1: Latin-1 decoding never fails, so a Windows-1252 or other code page file would load as
+# silent mojibake the model then trains on, and only the user knows which encoding the file really has.
+ENCODING = "utf-8-sig"
+
+
+def _csv_separator(path: Path, default: str) -> str:
+    """The separator of a .csv file: ',' unless its header line has none but has ';' or a tab (Excel in many
+    locales writes ';'). A header is never a single column holding ';': the data needs a text and a label column."""
+    with path.open(encoding=ENCODING, errors="replace") as f:
+        header = f.readline()
+    if default == "," and "," not in header:
+        for sep in (";", "\t"):
+            if sep in header:
+                logger.info("%s: the header line %r has no ',' but has %r: reading the file as %r-separated.",
+                            path, header.strip()[:80], sep, sep)
+                return sep
+    return default
+
+
+def _read_csv(path: Path, flag: str, sep: str) -> pd.DataFrame:
+    sep = _csv_separator(path, sep)
+    name = "tab" if sep == "\t" else repr(sep)
+    try:
+        df = pd.read_csv(path, sep=sep, encoding=ENCODING)
+    except pd.errors.EmptyDataError as err:  # only blank lines: no header to parse
+        raise DataError(format_error(
+            f"{flag} is empty.", "a header line (e.g. text,label) and one line per example", "only blank lines",
+            "check the path, or write the data again",
+        )) from err
+    except pd.errors.ParserError as err:
+        line = re.search(r"line (\d+)", str(err))
+        raise DataError(format_error(
+            f"{flag} cannot be parsed as a {name}-separated file{f' at line {line[1]}' if line else ''}.",
+            f"as many {name}-separated fields on every line as in the header, texts that contain {name} or "
+            "line breaks in double quotes", str(err).replace("Error tokenizing data. C error: ", "").strip(),
+            "quote the fields that contain the separator (pandas' to_csv and Excel do), or save the file as .jsonl",
+        )) from err
+    # A first data line with one field more than the header makes pandas take the first column as an index and
+    # shift every column left: texts would become labels without an error.
+    if not isinstance(df.index, pd.RangeIndex):
+        raise DataError(format_error(
+            f"{flag} cannot be parsed as a {name}-separated file at line 2.",
+            f"as many fields on every line as in the header ({len(df.columns)}: {list(df.columns)})",
+            f"{len(df.columns) + 1} fields on line 2",
+            f"quote the texts that contain {name} (pandas' to_csv and Excel do), or save the file as .jsonl",
+        ))
+    return df
+
+
+def _broken_json(path: Path, lines: bool) -> tuple[int, str, str] | None:
+    """(1-based line, the start of that line, what is wrong) of the first bad JSON in `path`, or None."""
+    text = path.read_text(encoding=ENCODING)
+    if not lines:
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as err:
+            all_lines = text.splitlines()
+            start = all_lines[err.lineno - 1][:80] if err.lineno <= len(all_lines) else ""
+            return err.lineno, start, f"{err.msg} (column {err.colno})"
+        return None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            return number, line[:80], f"{err.msg} (column {err.colno})"
+        if not isinstance(value, dict):
+            return number, line[:80], f"a JSON {type(value).__name__}, not an object"
+    return None
+
+
+def _read_json(path: Path, flag: str, lines: bool | None) -> pd.DataFrame:
+    if lines is None:  # .json: an array of objects, or one object per line
+        with path.open(encoding=ENCODING, errors="replace") as f:
+            lines = f.read(4096).lstrip()[:1] != "["
+    try:
+        return pd.read_json(path, lines=lines, encoding=ENCODING)
+    except UnicodeDecodeError:  # a ValueError too; _read_file names the offset
+        raise
+    except (ValueError, TypeError) as err:  # pandas' JSON errors give a character position, not a line
+        broken = _broken_json(path, lines)
+        if broken is None:
+            raise
+        number, start, problem = broken
+        raise DataError(format_error(
+            f"{flag} is not valid {'JSON Lines' if lines else 'JSON'}: line {number} cannot be read.",
+            "one JSON object per line, e.g. {\"text\": \"...\", \"label\": \"...\"}" if lines
+            else "a JSON array of objects",
+            f"{problem}; line {number} starts {start!r}", f"fix or delete line {number} of {path}",
+        )) from err
+
+
+def _read_parquet(path: Path, flag: str) -> pd.DataFrame:
+    import pyarrow as pa  # pandas reads parquet through pyarrow
+
+    try:
+        return pd.read_parquet(path)
+    except pa.ArrowInvalid as err:
+        raise DataError(format_error(
+            f"{flag} cannot be read as Parquet.", "a complete .parquet file (e.g. written by DataFrame.to_parquet)",
+            f"{path.stat().st_size:,} bytes; {err}", "write the file again, or save the data as .csv or .jsonl",
+        )) from err
+
+
+FILE_READERS = {
+    ".csv": lambda p, flag: _read_csv(p, flag, ","),
+    ".tsv": lambda p, flag: _read_csv(p, flag, "\t"),
+    ".jsonl": lambda p, flag: _read_json(p, flag, lines=True),
+    ".json": lambda p, flag: _read_json(p, flag, lines=None),
+    ".parquet": _read_parquet,
+}
+
+
+def _not_utf8(path: Path, flag: str, data: bytes, offset: int) -> DataError:
+    line = data.count(b"\n", 0, offset) + 1
+    return DataError(format_error(
+        f"{flag} is not UTF-8 text (Latin-1 or Windows-1252?).", "a UTF-8 encoded file",
+        f"byte 0x{data[offset]:02x} at byte offset {offset} (line {line}), which is not UTF-8",
+        f"convert it: iconv -f latin1 -t utf-8 {path} > {path.with_stem(path.stem + '-utf8')} (-f cp1252 for a "
+        "Windows file), or re-save it as UTF-8 (Excel: 'CSV UTF-8')",
+    ))
+
+
 def _read_file(path: str, split: str) -> pd.DataFrame:
     p = Path(path)
+    flag = f"--{split}_file {path}"
     if not p.is_file():
         raise DataError(f"--{split}_file {path} does not exist: expected a .csv, .jsonl, .json or .parquet file.")
     reader = FILE_READERS.get(p.suffix.lower())
@@ -89,7 +210,28 @@ def _read_file(path: str, split: str) -> pd.DataFrame:
         raise DataError(
             f"--{split}_file {path} has the suffix {p.suffix!r}: expected one of {sorted(FILE_READERS)}."
         )
-    return reader(p)
+    if p.stat().st_size == 0:
+        raise DataError(format_error(
+            f"{flag} is empty.", "a file with one labelled example per row (a .csv also needs its header line)",
+            "0 bytes", "check the path, or write the data again",
+        ))
+    try:
+        df = reader(p, flag)
+    except UnicodeDecodeError as err:  # pandas' offset is into its read buffer: find the file's own offset
+        data = p.read_bytes()
+        try:
+            data.decode(ENCODING)
+        except UnicodeDecodeError as whole:
+            raise _not_utf8(p, flag, data, whole.start) from err
+        raise
+    if len(df) == 0:
+        carve = "" if split == "train" else f", or leave --{split}_file unset to carve the split from the train data"
+        raise DataError(format_error(
+            f"The {split} split is empty: {flag} has no rows.", "at least one labelled example",
+            f"the columns {list(df.columns)} and no rows" if len(df.columns) else "no rows",
+            f"add examples to {path}{carve}",
+        ))
+    return df
 
 
 def _load_raw(args: DataArguments) -> dict[str, pd.DataFrame]:
@@ -111,8 +253,21 @@ def _load_raw(args: DataArguments) -> dict[str, pd.DataFrame]:
     return {split: _read_file(path, split) for split, path in files.items() if path is not None}
 
 
+def _source(split: str, args: DataArguments) -> str:
+    """Where a split came from, for messages: the file flag, or the dataset."""
+    if args.dataset_name is not None:
+        return f"--dataset_name {args.dataset_name}"
+    path = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}[split]
+    return f"--{split}_file {path}"
+
+
+def _is_missing(value) -> bool:
+    return pd.api.types.is_scalar(value) and bool(pd.isna(value))
+
+
 def _normalise_columns(df: pd.DataFrame, split: str, args: DataArguments) -> pd.DataFrame:
-    """Check the asked-for columns exist and hold text / labels; return them under canonical names."""
+    """Check the asked-for columns exist and hold text / labels; drop rows without text; return the rest under
+    canonical names, numbered from 0 again."""
     wanted = {"text": args.text_column, "label": args.label_column}
     if args.text_pair_column is not None:
         wanted["text_pair"] = args.text_pair_column
@@ -125,22 +280,45 @@ def _normalise_columns(df: pd.DataFrame, split: str, args: DataArguments) -> pd.
     if len(df) == 0:
         raise DataError(f"The {split} split is empty: expected at least one labelled example.")
     out = pd.DataFrame({role: df[column].to_numpy() for role, column in wanted.items()})
+    empty = np.zeros(len(out), dtype=bool)
+    empty_columns = []
     for role in ("text", "text_pair"):
         if role in out:
-            bad = [i for i, v in enumerate(out[role]) if not isinstance(v, str)]
+            bad = [i for i, v in enumerate(out[role]) if not isinstance(v, str) and not _is_missing(v)]
             if bad:
                 raise DataError(
                     f"Column {wanted[role]!r} of the {split} split must hold text, but row {bad[0]} holds "
                     f"{out[role].iloc[bad[0]]!r} ({len(bad)} non-text values in all). Clean or drop those rows."
                 )
+            # An empty csv field reads as NaN: it is an empty text too.
+            blank = np.array([not isinstance(v, str) or not v.strip() for v in out[role]], dtype=bool)
+            if blank.any():
+                empty |= blank
+                empty_columns.append(wanted[role])
+    if empty.all():
+        raise DataError(format_error(
+            f"The {split} split has no text to learn from ({_source(split, args)}).",
+            f"non-empty texts in column {' / '.join(map(repr, empty_columns))}",
+            f"{len(out)} rows, all with an empty or whitespace-only text",
+            "fill in the texts, or pass --text_column NAME if they are in another column",
+        ))
+    if empty.any():
+        rows = np.flatnonzero(empty)
+        # Dropped before labels are checked and counted: a class seen only in dropped rows is no class.
+        logger.warning(
+            "Dropped %d of %d rows of the %s split (%s) whose text in column %s is empty or whitespace-only: "
+            "rows %s (counted from 0, not counting a csv header).", len(rows), len(out), split, _source(split, args),
+            " / ".join(map(repr, empty_columns)), ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else ""),
+        )
+        out = out[~empty]
     missing = out["label"].isna().to_numpy().nonzero()[0]
     if len(missing):
         raise DataError(
-            f"Column {args.label_column!r} of the {split} split has no label in row {missing[0]} "
+            f"Column {args.label_column!r} of the {split} split has no label in row {out.index[missing[0]]} "
             f"({len(missing)} rows in all). Drop unlabelled rows first."
         )
     out["label"] = out["label"].map(_label_key)
-    return out
+    return out.reset_index(drop=True)
 
 
 def _label_key(value) -> str:
@@ -167,15 +345,21 @@ def _sorted_labels(values) -> list[str]:
     return sorted(names)
 
 
-def _split_off(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _split_off(df: pd.DataFrame, fraction: float, seed: int, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded, stratified split (plain seeded split when a class is too rare to stratify)."""
     from sklearn.model_selection import train_test_split
 
     n_held = max(1, int(round(fraction * len(df))))
+    if n_held >= len(df):
+        raise DataError(format_error(
+            f"The train split is too small to carve a {name} split from.",
+            f"at least {n_held + 1} rows (one to train on, {n_held} for {name})", f"{len(df)} row(s) left in train",
+            f"add examples, or pass --{name}_file",
+        ))
     counts = df["label"].value_counts()
-    stratify = df["label"] if counts.min() >= 2 and n_held >= len(counts) else None
+    stratify = df["label"] if counts.min() >= 2 and len(counts) <= n_held <= len(df) - len(counts) else None
     if stratify is None:
-        logger.warning("Some class has fewer than 2 examples: the carved split is not stratified.")
+        logger.warning("Too few examples per class to stratify: the carved %s split is not stratified.", name)
     keep, held = train_test_split(df, test_size=n_held, random_state=seed, stratify=stratify)
     return keep.reset_index(drop=True), held.reset_index(drop=True)
 
@@ -199,10 +383,11 @@ def load_splits(args: DataArguments, label_names: list[str] | None = None) -> tu
     frames = {split: _normalise_columns(df, split, args) for split, df in raw.items()}
     # Carve the missing splits from train before sub-sampling, so a full run and a quick run share the test set.
     if "test" not in frames:
-        frames["train"], frames["test"] = _split_off(frames["train"], args.test_split_size, args.split_seed)
+        frames["train"], frames["test"] = _split_off(frames["train"], args.test_split_size, args.split_seed, "test")
     if "validation" not in frames:
         fraction = args.validation_split_size / (1.0 - (args.test_split_size if args.test_file is None else 0.0))
-        frames["train"], frames["validation"] = _split_off(frames["train"], min(fraction, 0.5), args.split_seed)
+        frames["train"], frames["validation"] = _split_off(frames["train"], min(fraction, 0.5), args.split_seed,
+                                                           "validation")
 
     train_labels = _sorted_labels(frames["train"]["label"])
     for split in ("validation", "test"):

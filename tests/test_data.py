@@ -1,6 +1,7 @@
 """Data loading, splitting and every bad-input message, before any model is involved."""
 
 import json
+import logging
 
 import pandas as pd
 import pytest
@@ -105,8 +106,114 @@ def test_missing_column_lists_found_columns(tiny_data_dir):
 
 def test_empty_split(tmp_path, tiny_data_dir):
     (tmp_path / "test.csv").write_text("text,label\n")
-    with pytest.raises(DataError, match="The test split is empty"):
+    with pytest.raises(DataError, match=r"The test split is empty: --test_file .*test\.csv has no rows") as err:
         load_splits(args(train_file=str(tiny_data_dir / "train.jsonl"), test_file=str(tmp_path / "test.csv")))
+    assert "found:    the columns ['text', 'label'] and no rows" in str(err.value)
+    assert "leave --test_file unset to carve the split from the train data" in str(err.value)
+
+
+def test_zero_byte_file_names_the_file(tmp_path):
+    for name in ("train.csv", "train.jsonl"):
+        (tmp_path / name).write_bytes(b"")
+        with pytest.raises(DataError, match=rf"--train_file .*{name} is empty\.") as err:
+            load_splits(args(train_file=str(tmp_path / name)))
+        assert "found:    0 bytes" in str(err.value) and "fix:" in str(err.value)
+    (tmp_path / "blank.csv").write_text("\n  \n\n")
+    with pytest.raises(DataError, match=r"blank\.csv is empty\.\n.*\n  found:    only blank lines"):
+        load_splits(args(train_file=str(tmp_path / "blank.csv")))
+
+
+def test_latin1_csv_is_refused_with_the_offset_and_the_fix(tmp_path):
+    """Refused, not guessed: a Latin-1 read never fails, so a wrong guess would train on mojibake."""
+    text = "text,label\ngood film,positive\ncaf\u00e9 was awful,negative\n"
+    (tmp_path / "train.csv").write_bytes(text.encode("latin-1"))
+    offset = text.index("\u00e9")  # one byte per character in Latin-1
+    with pytest.raises(DataError, match=r"--train_file .*train\.csv is not UTF-8 text") as err:
+        load_splits(args(train_file=str(tmp_path / "train.csv")))
+    assert f"byte 0xe9 at byte offset {offset} (line 3)" in str(err.value)
+    assert f"iconv -f latin1 -t utf-8 {tmp_path / 'train.csv'} > {tmp_path / 'train-utf8.csv'}" in str(err.value)
+
+
+def test_utf8_bom_is_skipped(tmp_path):
+    rows = make_examples(30, seed=0)
+    (tmp_path / "train.jsonl").write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in rows).encode())
+    splits, _ = load_splits(args(train_file=str(tmp_path / "train.jsonl")))
+    assert sum(len(s) for s in splits.values()) == 30
+
+
+def test_broken_jsonl_line_is_named(tmp_path):
+    lines = [json.dumps(r) for r in make_examples(12, seed=0)]
+    lines[6] = lines[6][:-10]  # cut short, as an interrupted write leaves it
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"train\.jsonl is not valid JSON Lines: line 7 cannot be read") as err:
+        load_splits(args(train_file=str(tmp_path / "train.jsonl")))
+    assert f"line 7 starts {lines[6][:80]!r}" in str(err.value)
+    assert "fix or delete line 7 of" in str(err.value)
+    lines[6] = "[1, 2]"
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"line 7 cannot be read\.\n.*\n  found:    a JSON list, not an object"):
+        load_splits(args(train_file=str(tmp_path / "train.jsonl")))
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_semicolon_and_tab_separated_csv_is_read(tmp_path, caplog, sep):
+    rows = make_examples(30, seed=0)
+    rows[0]["text"] = "good, even great, film"  # a comma inside a text does not split it
+    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", sep=sep, index=False)
+    with caplog.at_level(logging.INFO, logger="nlp_reuse.data"):
+        splits, names = load_splits(args(train_file=str(tmp_path / "train.csv")))
+    assert f"reading the file as {sep!r}-separated" in caplog.text
+    assert names == ["negative", "neutral", "positive"]
+    assert sorted(t for s in splits.values() for t in s["text"]) == sorted(r["text"] for r in rows)
+
+
+def test_csv_row_with_an_unquoted_separator_is_refused(tmp_path):
+    # A first data line with an extra field would silently shift every column (pandas takes it as an index).
+    (tmp_path / "first.csv").write_text("text,label\ngood, great film,positive\nbad film,negative\n")
+    with pytest.raises(DataError, match=r"first\.csv cannot be parsed as a ','-separated file at line 2") as err:
+        load_splits(args(train_file=str(tmp_path / "first.csv")))
+    assert "quote the texts that contain ','" in str(err.value)
+    (tmp_path / "later.csv").write_text("text;label\nbad film;negative\nok; fine film;neutral\n")
+    with pytest.raises(DataError, match=r"later\.csv cannot be parsed as a ';'-separated file at line 3") as err:
+        load_splits(args(train_file=str(tmp_path / "later.csv")))
+    assert "Expected 2 fields in line 3, saw 3" in str(err.value)
+
+
+def test_corrupt_parquet_is_refused(tmp_path):
+    (tmp_path / "train.parquet").write_bytes(b"0123456789")
+    with pytest.raises(DataError, match=r"train\.parquet cannot be read as Parquet\.\n.*\n  found:    10 bytes"):
+        load_splits(args(train_file=str(tmp_path / "train.parquet")))
+
+
+def test_empty_texts_are_dropped_before_labels_are_counted(tmp_path, caplog):
+    rows = make_examples(30, seed=0)
+    for i in (2, 5):
+        rows[i]["text"] = "  \t "
+    rows[7]["text"] = ""  # an empty csv field: pandas reads it as NaN
+    rows[9]["label"] = "mixed"  # a class seen only in a dropped row is no class
+    rows[9]["text"] = " "
+    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
+    with caplog.at_level(logging.WARNING, logger="nlp_reuse.data"):
+        splits, names = load_splits(args(train_file=str(tmp_path / "train.csv")))
+    assert names == ["negative", "neutral", "positive"]
+    assert sum(len(s) for s in splits.values()) == 26
+    assert all(t.strip() for s in splits.values() for t in s["text"])
+    assert (f"Dropped 4 of 30 rows of the train split (--train_file {tmp_path / 'train.csv'}) whose text in column "
+            "'text' is empty or whitespace-only: rows 2, 5, 7, 9 (counted from 0, not counting a csv header)."
+            ) in caplog.text
+
+
+def test_split_with_only_empty_texts_is_refused(tmp_path, tiny_data_dir):
+    write_jsonl(tmp_path / "test.jsonl", [{"text": " ", "label": "positive"}, {"text": "", "label": "negative"}])
+    with pytest.raises(DataError, match=r"The test split has no text to learn from \(--test_file .*test\.jsonl\)\."
+                                        r"\n.*\n  found:    2 rows, all with an empty or whitespace-only text"):
+        load_splits(args(train_file=str(tiny_data_dir / "train.jsonl"), test_file=str(tmp_path / "test.jsonl")))
+
+
+def test_train_too_small_to_carve(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", make_examples(1, seed=0))
+    with pytest.raises(DataError, match=r"too small to carve a test split from.*\n.*\n  found:    1 row\(s\)"):
+        load_splits(args(train_file=str(tmp_path / "train.jsonl")))
 
 
 def test_label_in_test_not_seen_in_train(tmp_path, tiny_data_dir):
