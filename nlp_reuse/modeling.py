@@ -3,14 +3,18 @@
 import copy
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from .config import BUILTIN_TEACHER
-from .errors import ModelError
+from .errors import ModelError, format_error
+from .files import TOKENIZER_FILES, listing, weight_files
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +40,76 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def load_tokenizer(name_or_path: str):
-    path = resolve_model_path(name_or_path)
+def check_tokenizer_files(folder: Path) -> None:
+    """Raise if the local model folder `folder` holds no tokenizer vocabulary file."""
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise FileNotFoundError(format_error(
+            f"No tokenizer in {folder}.", f"one of {list(TOKENIZER_FILES)} next to config.json", listing(folder),
+            f"save the tokenizer into the folder: tokenizer.save_pretrained('{folder}'); for a student trained "
+            f"from a teacher, the teacher's: AutoTokenizer.from_pretrained(TEACHER).save_pretrained('{folder}')",
+        ))
+
+
+def load_tokenizer(name_or_path: str | Path):
+    """The tokenizer of a local model folder, a Hub id or builtin:minilm; the one tokenizer loader of the package."""
+    path = resolve_model_path(str(name_or_path))
+    local = Path(path).is_dir()
+    if local:
+        # From a folder with config.json but no vocabulary, transformers 5 builds an empty 5-token tokenizer
+        # without a word of warning: every text would become [UNK].
+        check_tokenizer_files(Path(path))
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path, local_files_only=local)
     except (OSError, ValueError) as err:
-        raise ModelError(
-            f"No tokenizer could be loaded from {name_or_path}: expected tokenizer files (tokenizer.json or "
-            f"vocab.txt + tokenizer_config.json) next to the model. Save one with tokenizer.save_pretrained(). ({err})"
-        ) from err
+        raise ModelError(format_error(
+            f"No tokenizer could be loaded from {name_or_path}.",
+            "tokenizer files written by tokenizer.save_pretrained (tokenizer.json, or vocab.txt + "
+            "tokenizer_config.json)",
+            f"{type(err).__name__}: {err}", "re-save the tokenizer with tokenizer.save_pretrained(folder)",
+        )) from err
+
+
+def _unreadable_safetensors(folder: Path) -> list[Path]:
+    """The .safetensors files of `folder` whose header safetensors cannot read (truncated, overwritten, empty)."""
+    bad = []
+    for file in weight_files(folder):
+        if file.suffix == ".safetensors":
+            try:
+                with safe_open(file, framework="pt"):  # reads the header only, and checks it covers the file
+                    pass
+            except SafetensorError:
+                bad.append(file)
+    return bad
+
+
+def _bad_weights_error(name_or_path: str | Path, files: list[Path], detail: str) -> ModelError:
+    found = ", ".join(f"{f} ({f.stat().st_size:,} bytes)" for f in files) or str(name_or_path)
+    return ModelError(format_error(
+        f"The weights of {name_or_path} cannot be read: the file is truncated or corrupt (an interrupted copy, "
+        "download or save?).", "a complete .safetensors file as model.save_pretrained writes it",
+        f"{found}: {detail}",
+        "save the model again with model.save_pretrained(folder), or copy / download the folder again (a Hub "
+        "model: delete it from the Hugging Face cache with `hf cache delete` and download it again)",
+    ))
+
+
+def check_weight_files(folder: Path) -> None:
+    """Raise if a .safetensors file of the local model folder `folder` is truncated or corrupt (headers only)."""
+    bad = _unreadable_safetensors(folder)
+    if bad:
+        raise _bad_weights_error(folder, bad, "safetensors cannot read its header")
+
+
+@contextmanager
+def readable_weights(path: str | Path) -> Iterator[None]:
+    """Load weights inside this block: safetensors' own error ('incomplete metadata', 'header too large') names
+    neither the file nor the fix, so it becomes a ModelError that names both."""
+    try:
+        yield
+    except SafetensorError as err:
+        folder = Path(path)
+        files = _unreadable_safetensors(folder) if folder.is_dir() else []
+        raise _bad_weights_error(path, files, f"{type(err).__name__}: {err}") from err
 
 
 def label_maps(label_names: list[str]) -> dict:
@@ -53,10 +118,11 @@ def label_maps(label_names: list[str]) -> dict:
 
 def load_for_finetuning(name_or_path: str, label_names: list[str], **kwargs) -> PreTrainedModel:
     """A pretrained encoder with a classification head for `label_names` (the head is new unless it fits already)."""
-    return AutoModelForSequenceClassification.from_pretrained(
-        resolve_model_path(name_or_path), num_labels=len(label_names), ignore_mismatched_sizes=True,
-        **label_maps(label_names), **kwargs,
-    )
+    path = resolve_model_path(name_or_path)
+    with readable_weights(path):
+        return AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(label_names), ignore_mismatched_sizes=True, **label_maps(label_names), **kwargs,
+        )
 
 
 def classifier_labels(config) -> list[str] | None:
@@ -92,7 +158,8 @@ def load_teacher(name_or_path: str, **kwargs) -> PreTrainedModel:
             "look fine-tuned for classification. Fine-tune it first: nlp-reuse finetune "
             f"--model_name_or_path {name_or_path} --dataset_name ... --output_dir TEACHER_DIR"
         )
-    teacher, info = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True, **kwargs)
+    with readable_weights(path):
+        teacher, info = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True, **kwargs)
     # Any weight that had to be initialised (typically the classifier head of a plain encoder folder) means the
     # teacher would teach from random logits.
     missing = sorted(info["missing_keys"])

@@ -1,5 +1,7 @@
 """Student builders, layer maps and teacher/student compatibility checks on tiny models."""
 
+import shutil
+
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertTokenizerFast
@@ -7,8 +9,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Bert
 from conftest import build_tiny_bert
 from nlp_reuse.layer_map import LayerMapError, LayerProjector, parse_layer_map
 from nlp_reuse.modeling import (
-    ModelError, check_compatibility, encoder_layers, evenly_spaced_layers, load_teacher, student_from_config,
-    student_from_teacher_layers,
+    ModelError, check_compatibility, encoder_layers, evenly_spaced_layers, load_student, load_teacher, load_tokenizer,
+    student_from_config, student_from_teacher_layers,
 )
 
 
@@ -115,3 +117,48 @@ def test_projector_only_when_sizes_differ():
     proj = LayerProjector(2, 16, 32)
     out = proj([torch.zeros(3, 5, 16), torch.zeros(3, 5, 16)])
     assert [o.shape for o in out] == [torch.Size([3, 5, 32])] * 2
+
+
+def test_one_tokenizer_loader_for_names_and_folders(tiny_teacher_dir):
+    import nlp_reuse.compress
+    import nlp_reuse.compress.artifacts
+
+    assert nlp_reuse.compress.load_tokenizer is load_tokenizer is nlp_reuse.compress.artifacts.load_tokenizer
+    from_path, from_str = load_tokenizer(tiny_teacher_dir), load_tokenizer(str(tiny_teacher_dir))
+    assert from_path.get_vocab() == from_str.get_vocab() == AutoTokenizer.from_pretrained(tiny_teacher_dir).get_vocab()
+
+
+def test_folder_without_tokenizer_is_refused(tiny_teacher_dir, tmp_path):
+    """transformers 5 builds an empty 5-token tokenizer from config.json alone: refused with what the folder holds."""
+    from nlp_reuse.compress import check_model_dir
+
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_teacher_dir / name, tmp_path / name)
+    for load in (load_tokenizer, check_model_dir):
+        with pytest.raises(FileNotFoundError, match=rf"No tokenizer in {tmp_path}\.") as err:
+            load(str(tmp_path))
+        message = str(err.value)
+        assert "found:    config.json, model.safetensors\n" in message
+        assert f"tokenizer.save_pretrained('{tmp_path}')" in message
+        assert f"the teacher's: AutoTokenizer.from_pretrained(TEACHER).save_pretrained('{tmp_path}')" in message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_safetensors_is_refused(tiny_teacher_dir, tmp_path, damage):
+    from nlp_reuse.compress import check_model_dir, load_classifier
+
+    folder = shutil.copytree(tiny_teacher_dir, tmp_path / "model")
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"0123456789")
+    size = weights.stat().st_size
+    loaders = {"teacher": load_teacher, "student": lambda p: load_student(p, ["negative", "neutral", "positive"]),
+               "model_dir": check_model_dir, "classifier": load_classifier}
+    for role, load in loaders.items():
+        with pytest.raises(ModelError, match=r"The weights of .*model cannot be read: the file is truncated or corrupt"
+                           ) as err:
+            load(str(folder))
+        message = str(err.value)
+        assert f"found:    {weights} ({size:,} bytes): " in message, role
+        assert "save the model again with model.save_pretrained(folder), or copy / download the folder again" \
+            in message, role

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from nlp_reuse.errors import ModelError, format_error
-from nlp_reuse.files import LOW_RANK_INFO_NAME, LOW_RANK_WEIGHTS_NAME, TOKENIZER_FILES, listing
+from nlp_reuse.files import LOW_RANK_INFO_NAME, LOW_RANK_WEIGHTS_NAME, listing
+# The package's one tokenizer loader, re-exported for the compression steps (nlp_reuse.compress.load_tokenizer).
+from nlp_reuse.modeling import check_tokenizer_files, check_weight_files, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ def check_model_dir(model_dir: str | Path) -> Path:
             f"{folder} has no model weights.", "model.safetensors (or pytorch_model.bin)",
             listing(folder), "save the model with model.save_pretrained(folder)",
         ))
+    check_weight_files(folder)
     check_tokenizer_files(folder)
     labels = config.get("id2label") or {}
     if labels and all(str(v).startswith("LABEL_") for v in labels.values()):
@@ -64,33 +67,9 @@ def check_model_dir(model_dir: str | Path) -> Path:
     return folder
 
 
-def check_tokenizer_files(folder: Path) -> None:
-    """Raise if `folder` holds no tokenizer vocabulary file."""
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise FileNotFoundError(format_error(
-            f"No tokenizer in {folder}.", f"one of {list(TOKENIZER_FILES)} next to config.json",
-            listing(folder), "save the tokenizer into the same folder: tokenizer.save_pretrained(folder)",
-        ))
-
-
-def load_tokenizer(folder: str | Path):
-    """AutoTokenizer from a local folder, with a clear error when it is missing or unreadable."""
-    from transformers import AutoTokenizer
-
-    folder = Path(folder)
-    check_tokenizer_files(folder)
-    try:
-        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise ModelError(format_error(
-            f"The tokenizer in {folder} could not be loaded.", "tokenizer files written by save_pretrained",
-            f"{type(err).__name__}: {err}", "re-save the tokenizer with tokenizer.save_pretrained(folder)",
-        )) from err
-
-
 def load_classifier(model_dir: str | Path):
-    """(model, tokenizer) from a checked model folder; low-rank and head-pruned folders are rebuilt with their
-    thin layers and smaller attention.
+    """(model, tokenizer) from a checked model folder (truncated weight files included); low-rank and head-pruned
+    folders are rebuilt with their thin layers and smaller attention.
 
     The model is returned in eval mode on CPU.
     """
