@@ -99,7 +99,8 @@ def _read_csv(path: Path, flag: str, sep: str) -> pd.DataFrame:
     sep = _csv_separator(path, sep)
     name = "tab" if sep == "\t" else repr(sep)
     try:
-        df = pd.read_csv(path, sep=sep, encoding=ENCODING)
+        # Only an empty field is missing: texts such as "NA", "None" or "null" are texts, not gaps.
+        df = pd.read_csv(path, sep=sep, encoding=ENCODING, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError as err:  # only blank lines: no header to parse
         raise DataError(format_error(
             f"{flag} is empty.", "a header line (e.g. text,label) and one line per example", "only blank lines",

@@ -167,6 +167,16 @@ def test_semicolon_and_tab_separated_csv_is_read(tmp_path, caplog, sep):
     assert sorted(t for s in splits.values() for t in s["text"]) == sorted(r["text"] for r in rows)
 
 
+def test_csv_texts_that_look_like_missing_values_are_kept(tmp_path):
+    rows = make_examples(30, seed=0)
+    for row, text in zip(rows, ("NA", "None", "null", "N/A")):
+        row["text"] = text
+    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
+    splits, _ = load_splits(args(train_file=str(tmp_path / "train.csv")))
+    texts = {t for s in splits.values() for t in s["text"]}
+    assert {"NA", "None", "null", "N/A"} <= texts and sum(len(s) for s in splits.values()) == 30
+
+
 def test_csv_row_with_an_unquoted_separator_is_refused(tmp_path):
     # A first data line with an extra field would silently shift every column (pandas takes it as an index).
     (tmp_path / "first.csv").write_text("text,label\ngood, great film,positive\nbad film,negative\n")
