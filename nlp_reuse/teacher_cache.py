@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import Dataset, concatenate_datasets, load_from_disk
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+
+from .predict import predict_logits
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 LOGITS_COLUMN = "teacher_logits"
+# Hashed by `fingerprint` in this order: part of the cache format (predict.MODEL_INPUTS may change freely).
 INPUT_COLUMNS = ("input_ids", "token_type_ids", "attention_mask")
 
 
@@ -42,22 +43,12 @@ def fingerprint(teacher: torch.nn.Module, dataset: Dataset, compute_dtype: torch
     return h.hexdigest()[:20]
 
 
-@torch.inference_mode()
 def compute_teacher_logits(teacher: torch.nn.Module, dataset: Dataset, collator, batch_size: int = 128,
                            dtype: torch.dtype | None = None) -> np.ndarray:
-    """Teacher logits for every example, in order: batched, no grad, in `dtype` (autocast) when given."""
-    device = next(teacher.parameters()).device
-    columns = [c for c in INPUT_COLUMNS if c in dataset.column_names]
-    loader = DataLoader(dataset.select_columns(columns), batch_size=batch_size, collate_fn=collator, shuffle=False)
-    was_training = teacher.training
-    teacher.eval()
-    chunks = []
-    with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        for batch in tqdm(loader, desc="Teacher logits (cache)"):
-            batch = {k: v.to(device) for k, v in batch.items()}
-            chunks.append(teacher(**batch).logits.float().cpu())
-    teacher.train(was_training)
-    return torch.cat(chunks).numpy()  # (num_examples, num_labels)
+    """Teacher logits for every example, in order, on the teacher's device: batched, no grad, in `dtype`
+    (autocast) when given. Returns (num_examples, num_labels) float32."""
+    return predict_logits(teacher, dataset, collator=collator, batch_size=batch_size, autocast_dtype=dtype,
+                          desc="Teacher logits (cache)")
 
 
 def load_or_compute(teacher: torch.nn.Module, dataset: Dataset, collator, cache_dir: str | Path,

@@ -1,11 +1,21 @@
-"""Metrics, latency measurement, size on disk, and the report / seed tables."""
+"""Metrics, batched prediction, latency measurement, size on disk, and the report / seed tables."""
 
 import numpy as np
 import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
+from conftest import build_tiny_bert
 from nlp_reuse.evaluation import (
     classification_metrics, format_seed_table, format_table, measure_latency, size_on_disk_mb, summarize_seeds,
+    torch_predictor,
 )
+from nlp_reuse.predict import predict_logits
+
+# Lengths from 1 to 9 tokens, so every batch of 3 (and the single pass over all) pads differently.
+TEXTS = ["good", "the movie was really quite awful and boring", "plain", "a lovely plot", "dull acting",
+         "it was the best film and the story was superb"]
 
 
 def test_classification_metrics_hand_case():
@@ -17,6 +27,39 @@ def test_classification_metrics_hand_case():
     f1_0 = 2 * (1 / 2 * 1 / 2) / (1 / 2 + 1 / 2)  # precision 1/2, recall 1/2
     f1_1 = 2 * (2 / 3 * 1) / (2 / 3 + 1)  # precision 2/3, recall 1
     assert m["macro_f1"] == pytest.approx((f1_0 + f1_1 + 0.0) / 3)
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tiny_tokenizer_dir, tmp_path_factory):
+    folder = build_tiny_bert(tiny_tokenizer_dir, tmp_path_factory.mktemp("clf"), num_layers=2)  # dropout 0.1
+    return AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_predict_logits_equals_one_plain_forward_pass_and_restores_train_mode(tiny_classifier, batch_size):
+    model, tokenizer = tiny_classifier
+    model.eval()
+    with torch.no_grad():  # the reference: every text in one padded batch
+        expected = model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
+    model.train()
+    model.bert.embeddings.eval()  # a submodule the caller keeps in eval must stay so
+    texts_logits = predict_logits(model, TEXTS, tokenizer=tokenizer, batch_size=batch_size)
+    dataset = Dataset.from_dict({**tokenizer(TEXTS), "label": list(range(len(TEXTS)))})  # unpadded, extra column
+    dataset_logits = predict_logits(model, dataset, collator=DataCollatorWithPadding(tokenizer), batch_size=batch_size)
+    for got in (texts_logits, dataset_logits):
+        assert got.dtype == np.float32 and got.shape == (len(TEXTS), 3)
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)  # dropout off, padding masked, order kept
+    assert model.training and model.bert.encoder.training and not model.bert.embeddings.training
+    model.eval()
+
+
+def test_torch_predictor_gives_label_ids_and_leaves_the_mode_alone(tiny_classifier):
+    model, tokenizer = tiny_classifier
+    expected = predict_logits(model, TEXTS, tokenizer=tokenizer).argmax(-1)
+    model.train()
+    np.testing.assert_array_equal(torch_predictor(model, tokenizer)(TEXTS), expected)
+    assert model.training
+    model.eval()
 
 
 def test_measure_latency_counts_batches_and_examples():
