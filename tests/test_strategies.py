@@ -19,8 +19,9 @@ from nlp_reuse.data import load_splits, tokenize_splits
 from nlp_reuse.modeling import load_for_finetuning, load_teacher, student_from_config, student_from_teacher_layers
 from nlp_reuse.strategies import (
     FeatureClassifier, GradualUnfreezingCallback, StrategyError, apply_strategy, extract_features,
-    fit_feature_classifier, layerwise_param_groups, predict_logits, save_trained_model, strategy_trainer_kwargs,
+    fit_feature_classifier, layerwise_param_groups, save_trained_model, strategy_trainer_kwargs,
 )
+from nlp_reuse.predict import predict_logits
 from nlp_reuse.trainers import DistillationTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,7 +303,7 @@ def test_fit_feature_classifier_matches_scikit_learn(tiny_teacher_dir, tokenized
         x = extract_features(encoder, data["test"], collator, 16, torch.device("cpu"))
         reference = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000)).fit(
             extract_features(encoder, train, collator, 16, torch.device("cpu")), np.asarray(train["label"]))
-        probs = torch.softmax(torch.tensor(predict_logits(model, data["test"], collator, 16, torch.device("cpu"))),
+        probs = torch.softmax(torch.tensor(predict_logits(model, data["test"], collator=collator, batch_size=16)),
                               -1).numpy()
         np.testing.assert_allclose(probs, reference.predict_proba(x), atol=1e-4)
         assert probs.shape == (len(data["test"]), len(labels))
@@ -321,7 +322,7 @@ def test_features_strategy_trains_saves_and_reloads(base_dir, tiny_data_dir, tok
     data, tokenizer = tokenized
     reloaded = FeatureClassifier.from_pretrained(out)
     assert reloaded.labels == LABELS
-    logits = predict_logits(reloaded, data["test"], DataCollatorWithPadding(tokenizer), 8, torch.device("cpu"))
+    logits = predict_logits(reloaded, data["test"], collator=DataCollatorWithPadding(tokenizer), batch_size=8)
     from nlp_reuse.evaluation import classification_metrics
 
     assert classification_metrics(logits.argmax(-1), np.asarray(data["test"]["label"])) == pytest.approx(
