@@ -478,6 +478,39 @@ def test_export_and_benchmark_scripts(trained_dir, tiny_data_dir, tmp_path):
     assert (bench / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def _bench_row(name: str, accuracy: float):
+    from nlp_reuse.compress.benchmark import BenchmarkRow
+
+    return BenchmarkRow(name=name, path=name, variant="PyTorch fp32", accuracy=accuracy, macro_f1=accuracy,
+                        size_mb=1.0, params=10, num_layers=2, latency_b1_p50_ms=1.0, latency_b1_p95_ms=1.5,
+                        throughput_b32_per_s=100.0, num_threads=1, num_examples=12)
+
+
+def test_benchmark_refuses_to_replace_earlier_results_unless_overwrite(tiny_data_dir, tmp_path):
+    from nlp_reuse.compress.benchmark import write_benchmark
+
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "notes.txt").write_text("mine")  # a user's file: never a reason to refuse, never touched
+    write_benchmark([_bench_row("first", 0.5)], bench)
+    with pytest.raises(FileExistsError, match="already holds benchmark results") as err:
+        write_benchmark([_bench_row("second", 0.9)], bench)
+    assert "found:    benchmark.json, benchmark.md, benchmark.png" in str(err.value)
+    assert "pass --overwrite true" in str(err.value)
+    assert json.loads((bench / "benchmark.json").read_text())["rows"][0]["name"] == "first"
+    write_benchmark([_bench_row("second", 0.9)], bench, overwrite=True)
+    assert json.loads((bench / "benchmark.json").read_text())["rows"][0]["name"] == "second"
+    assert (bench / "notes.txt").read_text() == "mine"
+
+    # The command refuses before loading data or models (the model folder below does not exist), and takes the flag.
+    flags = ["--train_file", str(tiny_data_dir / "train.jsonl"), "--test_file", str(tiny_data_dir / "test.jsonl"),
+             "--models", str(tmp_path / "nowhere"), "--output_dir", str(bench)]
+    with pytest.raises(FileExistsError, match="already holds benchmark results"):
+        _script("benchmark").main(flags)
+    with pytest.raises(FileNotFoundError, match="No config.json to read the labels from"):
+        _script("benchmark").main([*flags, "--overwrite", "true"])
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--prune_heads_fraction", "1.0"], "--prune_heads_fraction out of range"),
     (["--low_rank_ratio", "0.5", "--low_rank_energy", "0.9"], "Two low-rank rules"),

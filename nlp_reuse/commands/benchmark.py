@@ -6,23 +6,33 @@ Example:
         --models runs/demo/teacher runs/demo/distill/student runs/demo/distill/onnx runs/demo/distill/onnx_int8 \\
         --names teacher student student_onnx student_int8 --compare teacher student_int8
 
-Prints one table and writes benchmark.json, benchmark.md and benchmark.png to --output_dir; the measuring is done by
-nlp_reuse.compress.benchmark.
+Prints one table and writes benchmark.json, benchmark.md and benchmark.png to --output_dir (an earlier benchmark there
+is refused before anything is measured, unless --overwrite true); the measuring is done by nlp_reuse.compress.benchmark.
 """
 
 import json
+from dataclasses import dataclass, field
 
 from nlp_reuse.cli import make_parser, parse_args
 from nlp_reuse.compress.arguments import BenchmarkArguments
-from nlp_reuse.compress.benchmark import format_markdown_table, run_benchmark, set_num_threads, speedup_summary, \
-    write_benchmark
+from nlp_reuse.compress.benchmark import (
+    benchmark_paths, format_markdown_table, run_benchmark, set_num_threads, speedup_summary, write_benchmark,
+)
 from nlp_reuse.compress.labels import model_label_names, split_texts
 from nlp_reuse.config import DataArguments
 from nlp_reuse.data import load_splits
 
 
+@dataclass
+class OutputArguments:
+    overwrite: bool = field(default=False, metadata={"help": "Replace benchmark.json, benchmark.md and "
+                                                             "benchmark.png already in --output_dir."})
+
+
 def main(argv: list[str] | None = None) -> dict:
-    data_args, args = parse_args(make_parser((DataArguments, BenchmarkArguments), __doc__), argv)
+    data_args, args, output_args = parse_args(
+        make_parser((DataArguments, BenchmarkArguments, OutputArguments), __doc__), argv)
+    benchmark_paths(args.output_dir, overwrite=output_args.overwrite)  # refuse before minutes of timing
     # Label names come from the first model; every model maps them to its own ids (label2id) when measured.
     splits, _ = load_splits(data_args, label_names=model_label_names(args.models[0]))
     texts, labels = split_texts(splits, "test")
@@ -35,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.compare:
         extra["comparison"] = {"reference": args.compare[0], "candidate": args.compare[1],
                                **speedup_summary(rows, *args.compare)}
-    paths = write_benchmark(rows, args.output_dir, extra=extra)
+    paths = write_benchmark(rows, args.output_dir, extra=extra, overwrite=output_args.overwrite)
     print(format_markdown_table(rows))
     if args.compare:
         print(json.dumps(extra["comparison"], indent=2))

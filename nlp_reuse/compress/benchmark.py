@@ -20,17 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from nlp_reuse.compress.artifacts import (
-
-    format_error,
-    load_classifier,
-    read_compression_info,
-)
-from nlp_reuse.compress.onnx_export import OnnxClassifier
+from nlp_reuse.compress.artifacts import load_classifier, read_compression_info
+from nlp_reuse.compress.onnx_export import OnnxClassifier, onnx_logits
+from nlp_reuse.errors import ModelError, format_error
 from nlp_reuse.evaluation import classification_metrics, environment, measure_latency, size_on_disk_mb
-from nlp_reuse.modeling import count_parameters
-from nlp_reuse.errors import ModelError
 from nlp_reuse.files import LOW_RANK_INFO_NAME
+from nlp_reuse.modeling import count_parameters
+from nlp_reuse.predict import predict_logits
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +41,7 @@ def set_num_threads(num_threads: int) -> int:
 
 
 class TorchClassifier:
-    """Text in, logits out, for a PyTorch model folder (plain, pruned or low-rank)."""
+    """Text in, logits out, for a PyTorch model folder (plain, pruned or low-rank); one call is one forward pass."""
 
     def __init__(self, model_dir: str | Path, max_length: int = 128):
         self.folder = Path(model_dir)
@@ -53,11 +49,10 @@ class TorchClassifier:
         self.config = self.model.config
         self.max_length = max_length
 
-    @torch.inference_mode()
-    def logits(self, texts: list[str]) -> np.ndarray:
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
-        return self.model(**enc).logits.float().numpy()
+    def logits(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        """(len(texts), num_labels) float32 logits, in batches of `batch_size` (default: all texts at once)."""
+        return predict_logits(self.model, texts, tokenizer=self.tokenizer, batch_size=batch_size or len(texts),
+                              max_length=self.max_length)
 
     __call__ = logits
 
@@ -142,7 +137,8 @@ def benchmark_folder(folder: str | Path, texts: list[str], labels: list, *, name
     predictor = load_predictor(folder, num_threads=num_threads, max_length=max_length)
     config = predictor.config
     gold = encode_labels(labels, {str(k): int(v) for k, v in config.label2id.items()})
-    logits = np.concatenate([predictor.logits(texts[s:s + 64]) for s in range(0, len(texts), 64)])
+    logits = (onnx_logits(predictor, texts, batch_size=64) if isinstance(predictor, OnnxClassifier)
+              else predictor.logits(texts, batch_size=64))
     metrics = classification_metrics(logits.argmax(-1), np.asarray(gold))
     single = measure_latency(predictor.logits, texts, batch_size=1, max_batches=latency_calls)
     # Tile the texts so every timed call gets a full batch even on a small test set.
@@ -229,15 +225,37 @@ def environment_info(num_threads: int) -> dict[str, Any]:
     return {**environment(), "onnxruntime": onnxruntime.__version__, "num_threads": num_threads}
 
 
-def write_benchmark(rows: Sequence[BenchmarkRow], output_dir: str | Path, *, extra: dict | None = None
-                    ) -> dict[str, Path]:
-    """Write benchmark.json (rows + environment + `extra`), benchmark.md and benchmark.png into `output_dir`."""
+BENCHMARK_FILES = {"json": "benchmark.json", "markdown": "benchmark.md", "plot": "benchmark.png"}
+
+
+def benchmark_paths(output_dir: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
+    """The files `write_benchmark` writes into `output_dir`; refuses if an earlier benchmark is there, unless
+    `overwrite`. Other files in the folder are never touched, so a benchmark can live inside a run folder.
+
+    Call it before measuring (as scripts/benchmark.py does) so a refusal costs no minutes of timing.
+    """
+    out = Path(output_dir)
+    paths = {kind: out / name for kind, name in BENCHMARK_FILES.items()}
+    earlier = [path.name for path in paths.values() if path.exists()]
+    if earlier and not overwrite:
+        raise FileExistsError(format_error(
+            f"Output folder {out} already holds benchmark results; refusing to replace them.",
+            f"a folder without {', '.join(BENCHMARK_FILES.values())}", ", ".join(earlier),
+            "choose another --output_dir, or pass --overwrite true to replace what an earlier benchmark wrote there",
+        ))
+    return paths
+
+
+def write_benchmark(rows: Sequence[BenchmarkRow], output_dir: str | Path, *, extra: dict | None = None,
+                    overwrite: bool = False) -> dict[str, Path]:
+    """Write benchmark.json (rows + environment + `extra`), benchmark.md and benchmark.png into `output_dir`.
+
+    An earlier benchmark there is refused unless `overwrite` (see `benchmark_paths`)."""
     if not rows:
         raise ModelError(format_error("Nothing to write.", "at least one benchmark row", "none",
                                       "benchmark at least one folder"))
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "benchmark.json", "markdown": out / "benchmark.md", "plot": out / "benchmark.png"}
+    paths = benchmark_paths(output_dir, overwrite=overwrite)
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
     payload = {"rows": [r.to_dict() for r in rows], "environment": environment_info(rows[0].num_threads),
                **(extra or {})}
     paths["json"].write_text(json.dumps(payload, indent=2) + "\n")
@@ -274,9 +292,11 @@ def speedup_summary(rows: Sequence[BenchmarkRow], reference: str, candidate: str
 
 
 __all__ = [
+    "BENCHMARK_FILES",
     "BenchmarkRow",
     "TorchClassifier",
     "benchmark_folder",
+    "benchmark_paths",
     "describe_variant",
     "environment_info",
     "format_markdown_table",
