@@ -23,7 +23,6 @@ COMMANDS = {
     "push": ("push", "push a run to the Hugging Face Hub with its model card (or --dry_run)"),
     "compare-strategies": ("compare_strategies", "compare transfer-learning strategies on one budget"),
     "benchmark-distill": ("benchmark_distill", "distillation over several seeds, mean and spread"),
-    "benchmark-training": ("benchmark_training", "training throughput of the distillation loop"),
 }
 
 

@@ -1,8 +1,10 @@
 """Training-throughput benchmark: nlp_reuse's distillation path against a hand-written loop and a naive Trainer.
 
-Each variant runs in its own process (`python -m nlp_reuse.training_benchmark VARIANT JSON_SPEC`) so its peak
-memory and compiled state are its own; `run_benchmark` runs them one after the other, side by side in one call,
-on random-weight BERT pairs and synthetic fixed-length data of a chosen shape.
+A development harness, not part of the installed package: run it from a checkout through
+scripts/benchmark_training.py. Each variant runs in its own process (`python -m benchmarks.training_throughput
+VARIANT JSON_SPEC`, from the repository root) so its peak memory and compiled state are its own; `run_benchmark`
+runs them one after the other, side by side in one call, on random-weight BERT pairs and synthetic fixed-length
+data of a chosen shape.
 """
 
 import json
@@ -12,6 +14,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from itertools import cycle
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +24,12 @@ from transformers import (
     BertConfig, BertForSequenceClassification, Trainer, TrainerCallback, TrainingArguments, default_data_collator,
 )
 
-from .config import DistillationArguments
-from .losses import kd_loss
-from .teacher_cache import LOGITS_COLUMN, compute_teacher_logits
-from .trainers import DistillationTrainer
+from nlp_reuse.config import DistillationArguments
+from nlp_reuse.losses import kd_loss
+from nlp_reuse.teacher_cache import LOGITS_COLUMN, compute_teacher_logits
+from nlp_reuse.trainers import DistillationTrainer
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: `-m benchmarks.training_throughput` resolves from here
 
 SHAPES = {
     # name: (hidden, heads, intermediate, teacher layers, student layers)
@@ -202,8 +207,8 @@ def run_benchmark(spec: BenchSpec, variants: tuple[str, ...] = VARIANTS, timeout
     """Every variant in a fresh process, one after the other (never concurrently: they would share the cores)."""
     results = []
     for variant in variants:
-        proc = subprocess.run([sys.executable, "-m", "nlp_reuse.training_benchmark", variant,
-                               json.dumps(asdict(spec))], capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.training_throughput", variant,
+                               json.dumps(asdict(spec))], capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
         if proc.returncode != 0:
             raise RuntimeError(f"Benchmark variant {variant} failed:\n{proc.stderr[-3000:]}")
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))

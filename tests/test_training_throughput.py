@@ -1,8 +1,15 @@
-"""The training benchmark runs its variants in subprocesses and reports comparable numbers."""
+"""The training-throughput harness (benchmarks/, outside the package) runs its variants in subprocesses and reports
+comparable numbers."""
+
+import sys
+from pathlib import Path
 
 import pytest
 
-from nlp_reuse.training_benchmark import BenchSpec, add_ratios, format_results, run_benchmark, run_variant
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is a folder of the checkout, not installed
+from benchmarks.training_throughput import (  # noqa: E402
+    BenchSpec, add_ratios, format_results, run_benchmark, run_variant,
+)
 
 
 def test_variants_run_and_ratios_are_relative():
