@@ -11,7 +11,6 @@ is refused before anything is measured, unless --overwrite true); the measuring 
 """
 
 import json
-from dataclasses import dataclass, field
 
 from nlp_reuse.cli import make_parser, parse_args
 from nlp_reuse.compress.arguments import BenchmarkArguments
@@ -23,16 +22,9 @@ from nlp_reuse.config import DataArguments
 from nlp_reuse.data import load_splits
 
 
-@dataclass
-class OutputArguments:
-    overwrite: bool = field(default=False, metadata={"help": "Replace benchmark.json, benchmark.md and "
-                                                             "benchmark.png already in --output_dir."})
-
-
 def main(argv: list[str] | None = None) -> dict:
-    data_args, args, output_args = parse_args(
-        make_parser((DataArguments, BenchmarkArguments, OutputArguments), __doc__), argv)
-    benchmark_paths(args.output_dir, overwrite=output_args.overwrite)  # refuse before minutes of timing
+    data_args, args = parse_args(make_parser((DataArguments, BenchmarkArguments), __doc__), argv)
+    benchmark_paths(args.output_dir, overwrite=args.overwrite)  # refuse before minutes of timing
     # Label names come from the first model; every model maps them to its own ids (label2id) when measured.
     splits, _ = load_splits(data_args, label_names=model_label_names(args.models[0]))
     texts, labels = split_texts(splits, "test")
@@ -45,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.compare:
         extra["comparison"] = {"reference": args.compare[0], "candidate": args.compare[1],
                                **speedup_summary(rows, *args.compare)}
-    paths = write_benchmark(rows, args.output_dir, extra=extra, overwrite=output_args.overwrite)
+    paths = write_benchmark(rows, args.output_dir, extra=extra, overwrite=args.overwrite)
     print(format_markdown_table(rows))
     if args.compare:
         print(json.dumps(extra["comparison"], indent=2))

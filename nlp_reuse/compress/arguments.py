@@ -115,6 +115,8 @@ class BenchmarkArguments:
     throughput_calls: int = field(default=10, metadata={"help": "Timed batch-32 calls per model (throughput)."})
     compare: list[str] | None = field(default=None, metadata={"help": "Two row names REFERENCE CANDIDATE: report "
                                                                       "speed-up, size fraction, accuracy diff."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace benchmark.json, benchmark.md and "
+                                                             "benchmark.png already in --output_dir."})
 
     def __post_init__(self):
         if not self.models or not self.output_dir:

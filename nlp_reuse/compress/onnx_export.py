@@ -38,6 +38,7 @@ from nlp_reuse.compress.artifacts import (
 )
 from nlp_reuse.errors import ModelError
 from nlp_reuse.files import prepare_output_dir
+from nlp_reuse.predict import predict_logits
 
 logger = logging.getLogger(__name__)
 
@@ -210,15 +211,8 @@ class OnnxClassifier:
 
 def torch_logits(model: torch.nn.Module, tokenizer, texts: list[str], max_length: int = 128,
                  batch_size: int = 32) -> np.ndarray:
-    """(len(texts), num_labels) logits of a PyTorch classifier, computed in batches without gradients."""
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
-                            return_tensors="pt")
-            out.append(model(**enc).logits.float().numpy())
-    return np.concatenate(out)
+    """(len(texts), num_labels) logits of a PyTorch classifier (nlp_reuse.predict, the package's one predictor)."""
+    return predict_logits(model, texts, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
 
 
 def onnx_logits(classifier: OnnxClassifier, texts: list[str], batch_size: int = 32) -> np.ndarray:
