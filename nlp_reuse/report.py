@@ -1,0 +1,389 @@
+"""The run reports (``report.json``) as dataclasses: what `nlp-reuse distill` and `nlp-reuse finetune` write, and
+what `nlp-reuse push` and the model card read.
+
+``from_dict`` checks a report once, where it is read: a missing key or a value of the wrong JSON type is a
+`ReportError` naming the key's path (``student.test.accuracy``) and the file. Keys a class does not know are kept
+in its ``extra`` dict, so a report written by an older or newer version round-trips unchanged:
+``RunReport.from_dict(d).to_dict() == d``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from nlp_reuse.errors import NlpReuseError, format_error
+
+REPORT_FILE = "report.json"
+# The metrics every model entry has on the test split (the card's table and model-index read them).
+TEST_METRICS = ("accuracy", "macro_f1")
+_FIX = "regenerate the report with `nlp-reuse distill` (artefacts: `nlp-reuse export`), or correct that key by hand"
+
+
+class ReportError(NlpReuseError):
+    """A report.json that lacks a key the package reads, or holds a value of the wrong type there."""
+
+
+# ------------------------------------------------------------------------------------------------ reading JSON
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """A JSON value a key may hold: its name in messages, and the check."""
+
+    name: str
+    check: Callable[[Any], bool]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no count
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_INT = _Kind("an integer", _is_int)
+_NUMBER = _Kind("a number", _is_number)
+_STR = _Kind("a string", lambda v: isinstance(v, str))
+_OBJECT = _Kind("an object", lambda v: isinstance(v, dict))
+_STR_LIST = _Kind("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
+_LAYER_PAIRS = _Kind(
+    "a list of [student_layer, teacher_layer] pairs",
+    lambda v: isinstance(v, list) and all(isinstance(p, list) and len(p) == 2 and all(map(_is_int, p)) for p in v),
+)
+
+
+def _json_name(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+class _Fields:
+    """One JSON object of a report being read: typed values by key, the keys left unread, and errors that name
+    the object's path in the file and the file."""
+
+    def __init__(self, value: Any, where: str, source: str):
+        self._where, self._source = where, source
+        if not isinstance(value, dict):
+            raise self._type_error(where, value, _OBJECT)
+        self._value, self._read = value, set()
+
+    def require(self, required: Iterable[str]) -> _Fields:
+        """Check that every key in `required` is present; all missing ones are named at once."""
+        required = list(required)
+        missing = [key for key in required if key not in self._value]
+        if missing:
+            where, source = self._where, self._source
+            problem = f"{source}: '{where}' lacks {missing}." if where else f"{source} lacks {missing}."
+            raise ReportError(format_error(
+                problem, f"{repr(where) if where else 'the report'} to have {required}",
+                f"the keys {sorted(self._value)}", _FIX,
+            ))
+        return self
+
+    def path(self, key: str) -> str:
+        return f"{self._where}.{key}" if self._where else key
+
+    def _type_error(self, where: str, value: Any, kind: _Kind) -> ReportError:
+        shown = json.dumps(value, default=repr)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return ReportError(format_error(
+            f"{self._source}: '{where}' has the wrong type.", kind.name, f"{_json_name(value)}, {shown}", _FIX,
+        ))
+
+    def get(self, key: str, kind: _Kind) -> Any:
+        """A copy of the value at `key` (None when absent), checked against `kind`."""
+        self._read.add(key)
+        if key not in self._value:
+            return None
+        value = self._value[key]
+        if not kind.check(value):
+            raise self._type_error(self.path(key), value, kind)
+        return copy.deepcopy(value)
+
+    def nested(self, key: str) -> _Fields | None:
+        """The object at `key` (None when absent)."""
+        self._read.add(key)
+        if key not in self._value:
+            return None
+        return _Fields(self._value[key], self.path(key), self._source)
+
+    def keys(self) -> list[str]:
+        return list(self._value)
+
+    def all_of(self, kind: _Kind) -> dict[str, Any]:
+        """The whole object, every value checked against `kind` (a dict of metrics)."""
+        return {key: self.get(key, kind) for key in self.keys()}
+
+    def extra(self) -> dict[str, Any]:
+        """The keys not read so far, kept as they are."""
+        return {key: copy.deepcopy(value) for key, value in self._value.items() if key not in self._read}
+
+
+def _present(pairs: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """A report object from (key, value) pairs in file order: optional values that are absent (None) left out,
+    then the keys this version does not know."""
+    return {**{k: copy.deepcopy(v) for k, v in pairs.items() if v is not None}, **copy.deepcopy(extra)}
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """The JSON object in `path`; a file that is no JSON object is a ReportError naming the line."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ReportError(format_error(
+            f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}).", "a JSON object",
+            "text that does not parse", f"fix that line, or {_FIX}",
+        )) from err
+    if not isinstance(value, dict):
+        raise ReportError(format_error(f"{path} holds {_json_name(value)}.", "a JSON object",
+                                       _json_name(value), _FIX))
+    return value
+
+
+# ------------------------------------------------------------------------------------------------ the schema
+
+
+@dataclass
+class ModelEntry:
+    """One measured model: the teacher, the student, the baseline, an exported artefact, or a fine-tuned model."""
+
+    params: int
+    num_layers: int
+    size_mb: float  # weights on disk, 10^6 bytes
+    test: dict[str, float]  # test-split metrics: TEST_METRICS at least
+    latency_ms: float  # batch-1 CPU latency
+    name_or_path: str | None = None  # as given (teacher, fine-tuned model) or the folder measured (artefact)
+    local_path: str | None = None  # absolute path of a local teacher: the card finds it from any directory
+    path: str | None = None  # the model's folder inside the run folder ("student", "onnx_int8", "." for finetune)
+    validation: dict[str, float] | None = None  # finetune: validation-split metrics
+    train_runtime_s: float | None = None  # finetune
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("params", "num_layers", "size_mb", "test", "latency_ms")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str | Path = REPORT_FILE, where: str = "model",
+                  require: tuple[str, ...] = ()) -> ModelEntry:
+        """Check and read one entry; `where` is its path in the report, `require` names optional keys that this
+        entry must have (the teacher's name_or_path)."""
+        return cls._read(_Fields(d, where, str(source)), require)
+
+    @classmethod
+    def _read(cls, f: _Fields, require: tuple[str, ...] = ()) -> ModelEntry:
+        f.require(cls.REQUIRED + require)
+        validation = f.nested("validation")
+        return cls(
+            params=f.get("params", _INT), num_layers=f.get("num_layers", _INT), size_mb=f.get("size_mb", _NUMBER),
+            test=f.nested("test").require(TEST_METRICS).all_of(_NUMBER), latency_ms=f.get("latency_ms", _NUMBER),
+            name_or_path=f.get("name_or_path", _STR), local_path=f.get("local_path", _STR), path=f.get("path", _STR),
+            validation=validation.all_of(_NUMBER) if validation is not None else None,
+            train_runtime_s=f.get("train_runtime_s", _NUMBER), extra=f.extra(),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return _present({
+            "name_or_path": self.name_or_path, "local_path": self.local_path, "path": self.path,
+            "validation": self.validation, "train_runtime_s": self.train_runtime_s, "params": self.params,
+            "num_layers": self.num_layers, "size_mb": self.size_mb, "test": self.test, "latency_ms": self.latency_ms,
+        }, self.extra)
+
+
+@dataclass
+class TaskInfo:
+    """The data a run used: where it came from, its labels in id order, and the size of each split."""
+
+    dataset: str  # Hub id, builtin:NAME, or the training file
+    labels: list[str]
+    text_column: str
+    num_train: int
+    num_validation: int
+    num_test: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    REQUIRED: ClassVar[tuple[str, ...]] = (
+        "dataset", "labels", "text_column", "num_train", "num_validation", "num_test",
+    )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str | Path = REPORT_FILE, where: str = "task") -> TaskInfo:
+        return cls._read(_Fields(d, where, str(source)))
+
+    @classmethod
+    def _read(cls, f: _Fields) -> TaskInfo:
+        f.require(cls.REQUIRED)
+        return cls(dataset=f.get("dataset", _STR), labels=f.get("labels", _STR_LIST),
+                   text_column=f.get("text_column", _STR), num_train=f.get("num_train", _INT),
+                   num_validation=f.get("num_validation", _INT), num_test=f.get("num_test", _INT), extra=f.extra())
+
+    def to_dict(self) -> dict[str, Any]:
+        return _present({"dataset": self.dataset, "labels": self.labels, "text_column": self.text_column,
+                         "num_train": self.num_train, "num_validation": self.num_validation,
+                         "num_test": self.num_test}, self.extra)
+
+
+@dataclass
+class DistillationSettings:
+    """How the student was distilled: the loss settings, the layer map, the init, the strategy and the schedule."""
+
+    temperature: float
+    alpha: float
+    hidden_loss_weight: float
+    hidden_loss: str
+    layer_map: list[list[int]]  # [student_layer, teacher_layer] pairs of the hidden-state loss
+    student_init: str  # e.g. "teacher_layers:[0, 2, 4]", "random:...", "pretrained:NAME"
+    strategy: str
+    num_train_epochs: float
+    learning_rate: float
+    per_device_train_batch_size: int
+    seed: int
+    # Written since later versions; optional so that older run folders still publish.
+    attention_loss_weight: float | None = None
+    strategy_config: dict[str, Any] | None = None  # nlp_reuse.strategies.strategy_summary
+    gradient_accumulation_steps: int | None = None
+    world_size: int | None = None
+    distributed_type: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    REQUIRED: ClassVar[tuple[str, ...]] = (
+        "temperature", "alpha", "hidden_loss_weight", "hidden_loss", "layer_map", "student_init", "strategy",
+        "num_train_epochs", "learning_rate", "per_device_train_batch_size", "seed",
+    )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str | Path = REPORT_FILE,
+                  where: str = "distillation") -> DistillationSettings:
+        return cls._read(_Fields(d, where, str(source)))
+
+    @classmethod
+    def _read(cls, f: _Fields) -> DistillationSettings:
+        f.require(cls.REQUIRED)
+        return cls(
+            temperature=f.get("temperature", _NUMBER), alpha=f.get("alpha", _NUMBER),
+            hidden_loss_weight=f.get("hidden_loss_weight", _NUMBER), hidden_loss=f.get("hidden_loss", _STR),
+            layer_map=f.get("layer_map", _LAYER_PAIRS), student_init=f.get("student_init", _STR),
+            strategy=f.get("strategy", _STR), num_train_epochs=f.get("num_train_epochs", _NUMBER),
+            learning_rate=f.get("learning_rate", _NUMBER),
+            per_device_train_batch_size=f.get("per_device_train_batch_size", _INT), seed=f.get("seed", _INT),
+            attention_loss_weight=f.get("attention_loss_weight", _NUMBER),
+            strategy_config=f.get("strategy_config", _OBJECT),
+            gradient_accumulation_steps=f.get("gradient_accumulation_steps", _INT),
+            world_size=f.get("world_size", _INT), distributed_type=f.get("distributed_type", _STR), extra=f.extra(),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return _present({
+            "temperature": self.temperature, "alpha": self.alpha, "hidden_loss_weight": self.hidden_loss_weight,
+            "hidden_loss": self.hidden_loss, "attention_loss_weight": self.attention_loss_weight,
+            "layer_map": self.layer_map, "student_init": self.student_init, "strategy": self.strategy,
+            "strategy_config": self.strategy_config, "num_train_epochs": self.num_train_epochs,
+            "learning_rate": self.learning_rate, "per_device_train_batch_size": self.per_device_train_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps, "world_size": self.world_size,
+            "distributed_type": self.distributed_type, "seed": self.seed,
+        }, self.extra)
+
+
+@dataclass
+class RunReport:
+    """``RUN/report.json`` of `nlp-reuse distill`: the teacher, the student (and baseline, and exported artefacts)
+    measured on the same test split, how the student was distilled, and how to reproduce the run."""
+
+    task: TaskInfo
+    teacher: ModelEntry  # name_or_path is required here
+    student: ModelEntry
+    retention: float  # student / teacher test accuracy
+    distillation: DistillationSettings
+    command: str
+    baseline: ModelEntry | None = None  # the student's shape trained without the teacher (--run_baseline)
+    artefacts: dict[str, ModelEntry] | None = None  # "onnx", "onnx_int8" (--export)
+    export: dict[str, Any] | None = None  # what the export decided: deliverable, guard, quantized ops, isa
+    training_cost: dict[str, Any] | None = None  # "student"/"baseline" -> TrainingCost.as_dict()
+    teacher_cache: dict[str, Any] | None = None  # the logits cache used: fingerprint, path, computed, seconds
+    teacher_measurements: dict[str, Any] | None = None  # the measurement-cache key and whether it was reused
+    environment: dict[str, Any] | None = None  # nlp_reuse.evaluation.environment()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("task", "teacher", "student", "retention", "distillation", "command")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str | Path = REPORT_FILE) -> RunReport:
+        """Check and read a report object; `source` (the file it came from) is named in every error."""
+        f = _Fields(d, "", str(source)).require(cls.REQUIRED)
+        baseline, artefacts = f.nested("baseline"), f.nested("artefacts")
+        return cls(
+            task=TaskInfo._read(f.nested("task")),
+            teacher=ModelEntry._read(f.nested("teacher"), require=("name_or_path",)),  # the card names it
+            student=ModelEntry._read(f.nested("student")),
+            retention=f.get("retention", _NUMBER),
+            distillation=DistillationSettings._read(f.nested("distillation")),
+            command=f.get("command", _STR),
+            baseline=ModelEntry._read(baseline) if baseline is not None else None,
+            artefacts=None if artefacts is None else {
+                name: ModelEntry._read(artefacts.nested(name)) for name in artefacts.keys()
+            },
+            export=f.get("export", _OBJECT), training_cost=f.get("training_cost", _OBJECT),
+            teacher_cache=f.get("teacher_cache", _OBJECT), teacher_measurements=f.get("teacher_measurements", _OBJECT),
+            environment=f.get("environment", _OBJECT), extra=f.extra(),
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunReport:
+        """Read and check a report.json file."""
+        return cls.from_dict(read_json_object(path), source=path)
+
+    def to_dict(self) -> dict[str, Any]:
+        artefacts = None if self.artefacts is None else {k: e.to_dict() for k, e in self.artefacts.items()}
+        return _present({
+            "task": self.task.to_dict(), "teacher": self.teacher.to_dict(), "student": self.student.to_dict(),
+            "baseline": self.baseline.to_dict() if self.baseline is not None else None, "artefacts": artefacts,
+            "export": self.export, "retention": self.retention, "distillation": self.distillation.to_dict(),
+            "training_cost": self.training_cost, "teacher_cache": self.teacher_cache,
+            "teacher_measurements": self.teacher_measurements, "command": self.command,
+            "environment": self.environment,
+        }, self.extra)
+
+
+@dataclass
+class FinetuneReport:
+    """``OUT/report.json`` of `nlp-reuse finetune`: the fine-tuned model measured on the test split, and how it
+    was trained (strategy, cost, schedule)."""
+
+    task: TaskInfo
+    model: ModelEntry  # name_or_path: the model it was fine-tuned from
+    finetuning: dict[str, Any]  # strategy_summary + TrainingCost.as_dict() + epochs, learning rate, batch, seed
+    command: str
+    environment: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("task", "model", "finetuning", "command")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str | Path = REPORT_FILE) -> FinetuneReport:
+        f = _Fields(d, "", str(source)).require(cls.REQUIRED)
+        return cls(
+            task=TaskInfo._read(f.nested("task")),
+            model=ModelEntry._read(f.nested("model"), require=("name_or_path",)),
+            finetuning=f.get("finetuning", _OBJECT), command=f.get("command", _STR),
+            environment=f.get("environment", _OBJECT), extra=f.extra(),
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> FinetuneReport:
+        return cls.from_dict(read_json_object(path), source=path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _present({"task": self.task.to_dict(), "model": self.model.to_dict(), "finetuning": self.finetuning,
+                         "command": self.command, "environment": self.environment}, self.extra)
+
+
+__all__ = [
+    "REPORT_FILE", "TEST_METRICS", "DistillationSettings", "FinetuneReport", "ModelEntry", "ReportError",
+    "RunReport", "TaskInfo", "read_json_object",
+]
