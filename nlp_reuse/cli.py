@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-from .hub import scrub_secrets
+from .redact import scrub_secrets
 from .errors import ConfigError, format_error
 
 
