@@ -19,9 +19,10 @@ from huggingface_hub.utils import close_session
 from hub_standin import HubStandIn
 
 from nlp_reuse.hub import (
-    BUILTIN_DATASETS, REDACTED, default_commit_message, describe_folder, load_run_report, prepare_upload_folder,
-    push_from_training_args, push_to_hub, render_model_card, resolve_base_model, scrub_secrets,
+    BUILTIN_DATASETS, default_commit_message, describe_folder, load_run_report, prepare_upload_folder,
+    push_from_training_args, push_to_hub, render_model_card, resolve_base_model,
 )
+from nlp_reuse.redact import REDACTED, scrub_secrets
 
 TOKEN = "hf_nlpReuseStandInToken0123456789abcdef"
 TREC6 = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
@@ -185,7 +186,7 @@ def http_status(method: str, url: str, body: bytes | None = None, headers: dict[
 
 
 def test_card_front_matter_has_hub_keys_and_report_metrics(trec6_run):
-    report = load_run_report(trec6_run)
+    report = load_run_report(trec6_run).to_dict()
     meta, _ = split_card(render_model_card(trec6_run, repo_id="me/bert-tiny-trec6"))
 
     assert meta["license"] == "apache-2.0" and meta["language"] == "en"
@@ -203,7 +204,7 @@ def test_card_front_matter_has_hub_keys_and_report_metrics(trec6_run):
 
 
 def test_card_body_numbers_all_come_from_the_report(trec6_run):
-    report = load_run_report(trec6_run)
+    report = load_run_report(trec6_run).to_dict()
     card = render_model_card(trec6_run, repo_id="me/bert-tiny-trec6")
     _, body = split_card(card)
     rows = table_rows(body)
@@ -242,7 +243,7 @@ def test_card_body_numbers_all_come_from_the_report(trec6_run):
 
 
 def test_card_of_a_real_run_with_onnx_artefacts(distill_run):
-    report = load_run_report(distill_run)
+    report = load_run_report(distill_run).to_dict()
     card = render_model_card(distill_run, repo_id=REPO)
     meta, body = split_card(card)
     assert "datasets" not in meta  # local jsonl files are not a Hub dataset
@@ -313,6 +314,18 @@ def test_scrub_redacts_credentials_but_not_special_tokens():
     assert scrub_secrets(value["command"]) == scrubbed["command"]  # a bare command line, as distill.py records it
 
 
+def test_command_line_scrubs_without_loading_the_publishing_code():
+    code = "import nlp_reuse.cli, sys; assert 'nlp_reuse.hub' not in sys.modules, sorted(sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_report_of_a_real_run_round_trips(distill_run):
+    written = json.loads((distill_run / "report.json").read_text())
+    assert load_run_report(distill_run).to_dict() == written  # what run_distillation writes fits the schema
+
+
 # ------------------------------------------------------------------------------------------------- upload folder
 
 
@@ -352,7 +365,7 @@ def test_upload_folder_loads_back_with_transformers_and_onnxruntime(distill_run,
     import onnxruntime
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    labels = load_run_report(distill_run)["task"]["labels"]
+    labels = load_run_report(distill_run).task.labels
     text = "the movie was really great"
     tokenizer = AutoTokenizer.from_pretrained(upload_folder)
     inputs = tokenizer(text, return_tensors="pt")
