@@ -172,8 +172,7 @@ def run_variant(variant: str, spec: BenchSpec) -> dict:
         seconds = hand_loop(spec, student, teacher if variant == "hand_kd" else None, dataset)
     else:
         timer = StepTimer(spec.warmup, spec.device)
-        distill = dict(cls=DistillationArguments, teacher_model_name_or_path="bench", student_num_layers=1,
-                       temperature=2.0, alpha=0.5)
+        distill = dict(cls=DistillationArguments, temperature=2.0, alpha=0.5)
         if variant == "trainer_finetune":
             trainer = Trainer(model=student, args=_trainer_args(spec), train_dataset=dataset, callbacks=[timer])
         elif variant == "naive_trainer_kd":

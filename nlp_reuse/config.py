@@ -2,7 +2,7 @@
 
 import json
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Any, Literal, Optional, Union, get_args
 
 import torch
 from transformers import TrainingArguments
@@ -199,26 +199,22 @@ class FinetuneArguments(StrategyArguments, NlpReuseTrainingArguments):
             )
 
 
+HiddenLoss = Literal["mse", "cosine"]
+TeacherDtype = Literal["auto", "float32", "bfloat16", "float16"]
+Export = Literal["none", "onnx", "onnx_int8"]
+
+
+def _check_choice(name: str, value: str, choices: Any) -> None:
+    """A Literal-typed field given in Python (the command line checks its choices already)."""
+    if value not in get_args(choices):
+        raise ValueError(f"--{name} must be one of {', '.join(get_args(choices))}, got {value!r}.")
+
+
 @dataclass
 class DistillationArguments(StrategyArguments, NlpReuseTrainingArguments):
-    """Knowledge distillation of a fine-tuned teacher classifier into a smaller student."""
+    """What DistillationTrainer reads on top of TrainingArguments: the losses, their weights and the teacher's
+    precision. Where the teacher and the student come from is the pipeline's business (DistillScriptArguments)."""
 
-    teacher_model_name_or_path: Optional[str] = field(
-        default=None, metadata={"help": "Fine-tuned teacher classifier: a local folder or Hub id (required)."}
-    )
-    student_model_name_or_path: Optional[str] = field(
-        default=None, metadata={"help": "Start the student from this model (local folder or Hub id)."}
-    )
-    student_num_layers: Optional[int] = field(
-        default=None,
-        metadata={"help": "Build the student from the teacher by keeping N evenly spaced layers (DistilBERT-style)."},
-    )
-    student_config: Optional[Union[dict, str]] = field(
-        default=None,
-        metadata={"help": "Overrides of the teacher config for a randomly initialised student, as JSON, e.g. "
-                          "'{\"num_hidden_layers\": 4, \"hidden_size\": 256, \"num_attention_heads\": 4, "
-                          "\"intermediate_size\": 1024}'."},
-    )
     temperature: float = field(default=2.0, metadata={"help": "Softmax temperature T of the soft targets."})
     alpha: float = field(
         default=0.5, metadata={"help": "Weight of the soft-target loss; (1 - alpha) weighs the hard-label CE."}
@@ -226,7 +222,7 @@ class DistillationArguments(StrategyArguments, NlpReuseTrainingArguments):
     hidden_loss_weight: float = field(
         default=0.0, metadata={"help": "Weight of the hidden-state loss between mapped layers (0 turns it off)."}
     )
-    hidden_loss: str = field(default="mse", metadata={"help": "Hidden-state loss: mse | cosine."})
+    hidden_loss: HiddenLoss = field(default="mse", metadata={"help": "Hidden-state loss between mapped layers."})
     layer_map: str = field(
         default="uniform",
         metadata={"help": "Student->teacher hidden-state pairs: 'uniform' (student layer i <-> teacher layer "
@@ -239,19 +235,56 @@ class DistillationArguments(StrategyArguments, NlpReuseTrainingArguments):
         default=0.0,
         metadata={"help": "Weight of the attention-transfer KL on the mapped layers (MiniLM-style; 0 turns it off)."},
     )
-    teacher_dtype: str = field(
+    teacher_dtype: TeacherDtype = field(
         default="auto",
-        metadata={"help": "Teacher weights' dtype: auto (bf16/fp16 when --bf16/--fp16, else float32) | float32 | "
-                          "bfloat16 | float16. bfloat16 also pays off on CPUs with AMX/AVX512-BF16."},
+        metadata={"help": "Teacher weights' dtype: auto (bf16/fp16 when --bf16/--fp16, else float32). bfloat16 "
+                          "also pays off on CPUs with AMX/AVX512-BF16."},
     )
-    teacher_cache: Optional[str] = field(
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.temperature <= 0:
+            raise ValueError(f"--temperature must be > 0, got {self.temperature}.")
+        _check_range("alpha", self.alpha, 0.0, 1.0)
+        for name in ("hidden_loss_weight", "attention_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}.")
+        _check_choice("hidden_loss", self.hidden_loss, HiddenLoss)
+        _check_choice("teacher_dtype", self.teacher_dtype, TeacherDtype)
+        # The student trains through a Trainer, so the Trainer-free features strategy does not apply.
+        self.check_strategy_ranges(allowed=tuple(s for s in STRATEGIES if s != "features"))
+
+
+@dataclass
+class DistillScriptArguments:
+    """What `nlp-reuse distill` does around the trainer: which teacher, which student, the teacher cache, the
+    no-KD baseline and the export."""
+
+    teacher_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Fine-tuned teacher classifier: a local folder or Hub id (required)."}
+    )
+    student_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Start the student from this model (local folder or Hub id)."}
+    )
+    student_num_layers: int | None = field(
+        default=None,
+        metadata={"help": "Build the student from the teacher by keeping N evenly spaced layers (DistilBERT-style)."},
+    )
+    student_config: dict | str | None = field(
+        default=None,
+        metadata={"help": "Overrides of the teacher config for a randomly initialised student, as JSON, e.g. "
+                          "'{\"num_hidden_layers\": 4, \"hidden_size\": 256, \"num_attention_heads\": 4, "
+                          "\"intermediate_size\": 1024}'."},
+    )
+    teacher_cache: str | None = field(
         default=None,
         metadata={"help": "Folder of the teacher-logit cache: the teacher's logits on the training set are computed "
                           "once, stored under a fingerprint of teacher weights + tokenized data, and reused by later "
                           "runs, so training needs no teacher forward pass (logit KD only: hidden-state and "
-                          "attention losses still run the live teacher)."},
+                          "attention losses still run the live teacher). The teacher's test measurements are "
+                          "reused from there too."},
     )
-    export: str = field(
+    export: Export = field(
         default="none",
         metadata={"help": "End the run with a deployable artefact: none | onnx | onnx_int8 (dynamic int8 with the "
                           "accuracy guard; falls back to fp32 ONNX when int8 loses too much). Measured in the report."},
@@ -262,7 +295,6 @@ class DistillationArguments(StrategyArguments, NlpReuseTrainingArguments):
     )
 
     def __post_init__(self):
-        super().__post_init__()
         if self.teacher_model_name_or_path is None:
             raise ValueError("--teacher_model_name_or_path is required: a fine-tuned classifier folder or Hub id "
                              "(make one with scripts/finetune.py).")
@@ -282,20 +314,4 @@ class DistillationArguments(StrategyArguments, NlpReuseTrainingArguments):
                 raise ValueError(f"--student_config must be a JSON object, got {self.student_config!r} ({err}).")
         if self.student_config is not None and not isinstance(self.student_config, dict):
             raise ValueError(f"--student_config must be a JSON object, got {type(self.student_config).__name__}.")
-        if self.temperature <= 0:
-            raise ValueError(f"--temperature must be > 0, got {self.temperature}.")
-        _check_range("alpha", self.alpha, 0.0, 1.0)
-        for name in ("hidden_loss_weight", "attention_loss_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}.")
-        if self.export not in ("none", "onnx", "onnx_int8"):
-            raise ValueError(f"--export must be none, onnx or onnx_int8, got {self.export!r}.")
-        if self.teacher_dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError(
-                f"--teacher_dtype must be auto, float32, bfloat16 or float16, got {self.teacher_dtype!r}."
-            )
-        from .losses import get_hidden_loss
-
-        get_hidden_loss(self.hidden_loss)
-        # The student trains through a Trainer, so the Trainer-free features strategy does not apply.
-        self.check_strategy_ranges(allowed=tuple(s for s in STRATEGIES if s != "features"))
+        _check_choice("export", self.export, Export)

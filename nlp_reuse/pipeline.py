@@ -7,19 +7,18 @@ tokenizers are checked against each other before any training step.
 import copy
 import dataclasses
 import logging
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from accelerate import PartialState
 from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, Trainer, set_seed
 
-from .config import DataArguments, DistillationArguments, FinetuneArguments, NlpReuseTrainingArguments
+from .config import (
+    DataArguments, DistillationArguments, DistillScriptArguments, FinetuneArguments, NlpReuseTrainingArguments,
+)
 from .data import describe, load_splits, tokenize_splits
-from .errors import format_error
 from .files import prepare_output_dir
+from .runs import CHECKPOINTS, clear_run_artefacts, check_rerun, remove_empty_folders, resolve_resume, save_final
 from .evaluation import compute_metrics, environment, format_table, size_on_disk_mb, torch_latency_ms, write_json
 from .modeling import (
     check_compatibility, classifier_labels, count_parameters, load_for_finetuning, load_student,
@@ -34,123 +33,6 @@ from .teacher_cache import attach_teacher_logits, load_or_compute
 from .trainers import DistillationTrainer, resolve_teacher_dtype
 
 logger = logging.getLogger(__name__)
-
-
-# Everything a distillation run (and its --export) writes into its folder. A rerun with --overwrite_output_dir
-# removes these first, so the folder never pairs a new report with an older run's student, baseline or ONNX
-# files (which push would upload); files of the user's own in the folder are kept.
-RUN_ARTEFACTS = ("report.json", "run_args.json", "export_report.json", "student", "student_adapter", "baseline",
-                 "baseline_adapter", "onnx", "onnx_int8", "onnx_int8_rejected", "pytorch", "checkpoints")
-# Trainer checkpoints live apart from the final model folders, which are written whole or not at all.
-CHECKPOINTS = "checkpoints"
-_PARTIAL = ".partial"
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint-N with the highest N under `folder` that Trainer finished writing, or None."""
-    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
-
-
-def resolve_resume(out: Path, resume: str | None) -> str | None:
-    """`--resume_from_checkpoint last` means the newest checkpoint of the run folder's student."""
-    if resume != "last":
-        return resume
-    found = latest_checkpoint(out / CHECKPOINTS / "student")
-    if found is None:
-        raise FileNotFoundError(format_error(
-            "--resume_from_checkpoint last found no checkpoint.", f"{out / CHECKPOINTS / 'student'}/checkpoint-N",
-            "none", "run without --resume_from_checkpoint, with --save_strategy steps|epoch to write checkpoints",
-        ))
-    return str(found)
-
-
-def check_rerun(out: Path, args: DistillationArguments) -> bool:
-    """Whether this run may write into `out`; an interrupted run's folder gets a message that says how to go on.
-
-    Leftover staging folders of a killed run (never a finished artefact) are removed first. A folder is writable
-    when it is empty, --overwrite_output_dir is given, or the run resumes from one of the folder's own checkpoints.
-    """
-    if not out.is_dir():
-        return args.overwrite_output_dir
-    for stale in out.glob(f".*{_PARTIAL}"):
-        shutil.rmtree(stale)
-    resume = args.resume_from_checkpoint
-    if resume is not None and (out.resolve() in Path(resume).resolve().parents):
-        return True
-    last = latest_checkpoint(out / CHECKPOINTS / "student")
-    if not args.overwrite_output_dir and last is not None and not (out / "report.json").is_file():
-        raise FileExistsError(format_error(
-            f"{out} holds a run that did not finish.", "a new or empty --output_dir, or a resumed run",
-            f"checkpoints up to {last.relative_to(out)} and no report.json",
-            "go on from the checkpoint with --resume_from_checkpoint last, or start over with "
-            "--overwrite_output_dir true",
-        ))
-    return args.overwrite_output_dir
-
-
-@contextmanager
-def staged_folders(*finals: Path) -> Iterator[list[Path]]:
-    """Hidden sibling folders to write `finals` into, renamed over them only when the block completes: a killed
-    run leaves the previous folders or the new ones, never half of one. Renaming happens on the main process."""
-    stages = [final.with_name(f".{final.name}{_PARTIAL}") for final in finals]
-    state = PartialState()
-    if state.is_main_process:
-        for stage in stages:
-            shutil.rmtree(stage, ignore_errors=True)
-    state.wait_for_everyone()
-    yield stages
-    state.wait_for_everyone()
-    if state.is_main_process:
-        for stage, final in zip(stages, finals):
-            if not stage.is_dir():
-                continue  # nothing was written there (an unmerged adapter run has no merged folder)
-            if final.exists():
-                shutil.rmtree(final)
-            stage.rename(final)
-    state.wait_for_everyone()
-
-
-def _remove_empty_folders(root: Path) -> None:
-    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        if not any(folder.iterdir()):
-            folder.rmdir()
-    if root.is_dir() and not any(root.iterdir()):
-        root.rmdir()
-
-
-def save_final(applied, trainer: Trainer, folder: Path, adapter_folder: Path, merge: bool) -> PreTrainedModel:
-    """save_trained_model into staging folders, swapped in whole."""
-    with staged_folders(folder, adapter_folder) as (stage, adapter_stage):
-        model = save_trained_model(applied, trainer, stage, adapter_stage, merge=merge)
-    return model
-
-
-def clear_run_artefacts(out: Path, keep: tuple[str, ...] = (), inputs: tuple[str | None, ...] = ()) -> list[str]:
-    """Remove the RUN_ARTEFACTS of an earlier run from `out` (except `keep`); returns what was removed.
-
-    `inputs` are paths this run reads (teacher, cache, checkpoint): one inside an artefact to remove is an error.
-    """
-    for given in filter(None, inputs):
-        path = Path(given).resolve()
-        for name in RUN_ARTEFACTS:
-            target = (out / name).resolve()
-            if name not in keep and target.exists() and (path == target or target in path.parents):
-                raise FileExistsError(
-                    f"--overwrite_output_dir would delete {out / name}, which this run reads ({given}). Expected "
-                    f"inputs outside the run's own artefacts; fix: copy it elsewhere first, or choose another "
-                    "--output_dir."
-                )
-    removed = []
-    for name in RUN_ARTEFACTS:
-        path = out / name
-        if name in keep or not path.exists():
-            continue
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-        removed.append(name)
-    if removed:
-        logger.warning("--overwrite_output_dir: removed %s of an earlier run from %s", ", ".join(removed), out)
-    return removed
 
 
 def _trainer_args(args: NlpReuseTrainingArguments, output_dir: Path) -> NlpReuseTrainingArguments:
@@ -186,9 +68,11 @@ def model_entry(model: PreTrainedModel, test_metrics: dict, folder: str | Path |
     }
 
 
-def _run_args(data_args: DataArguments, args: NlpReuseTrainingArguments) -> dict:
+def _run_args(data_args: DataArguments, args: NlpReuseTrainingArguments,
+              script: DistillScriptArguments | None = None) -> dict:
     # TrainingArguments.to_dict() masks tokens (hub_token -> "<HUB_TOKEN>").
-    return {"data": dataclasses.asdict(data_args), "training": args.to_dict()}
+    return {"data": dataclasses.asdict(data_args), **({"run": dataclasses.asdict(script)} if script else {}),
+            "training": args.to_dict()}
 
 
 def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str = "") -> dict:
@@ -262,20 +146,21 @@ def _task_entry(data_args: DataArguments, labels: list[str], splits) -> dict:
             "text_column": data_args.text_column, **describe(splits)}
 
 
-def build_student(args: DistillationArguments, teacher: PreTrainedModel, teacher_tokenizer, labels: list[str],
+def build_student(script: DistillScriptArguments, seed: int, teacher: PreTrainedModel, teacher_tokenizer, labels: list[str],
                   **model_kwargs) -> tuple[PreTrainedModel, object]:
     """The student named by the arguments, and its tokenizer (seeded, so a baseline gets the same init)."""
-    set_seed(args.seed)
-    if args.student_num_layers is not None:
-        return student_from_teacher_layers(teacher, args.student_num_layers), teacher_tokenizer
-    if args.student_config is not None:
-        return student_from_config(teacher, args.student_config), teacher_tokenizer
-    student = load_student(args.student_model_name_or_path, labels, **model_kwargs)
-    student.config.nlp_reuse_init = f"pretrained:{args.student_model_name_or_path}"
-    return student, load_tokenizer(args.student_model_name_or_path)
+    set_seed(seed)
+    if script.student_num_layers is not None:
+        return student_from_teacher_layers(teacher, script.student_num_layers), teacher_tokenizer
+    if script.student_config is not None:
+        return student_from_config(teacher, script.student_config), teacher_tokenizer
+    student = load_student(script.student_model_name_or_path, labels, **model_kwargs)
+    student.config.nlp_reuse_init = f"pretrained:{script.student_model_name_or_path}"
+    return student, load_tokenizer(script.student_model_name_or_path)
 
 
-def run_distillation(data_args: DataArguments, args: DistillationArguments, command: str = "") -> dict:
+def run_distillation(data_args: DataArguments, script: DistillScriptArguments, args: DistillationArguments,
+                     command: str = "") -> dict:
     """Distill the teacher into the student (and, with --run_baseline, train the student without the teacher).
 
     Writes RUN/student/ (and RUN/baseline/) model folders and RUN/report.json; returns the report. With
@@ -285,8 +170,8 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     check_strategy_combination(args)
     out = Path(args.output_dir)
     args.resume_from_checkpoint = resolve_resume(out, args.resume_from_checkpoint)
-    out = prepare_output_dir(out, overwrite=check_rerun(out, args))
-    teacher_path = resolve_model_path(args.teacher_model_name_or_path)
+    out = prepare_output_dir(out, overwrite=check_rerun(out, args.overwrite_output_dir, args.resume_from_checkpoint))
+    teacher_path = resolve_model_path(script.teacher_model_name_or_path)
     labels = classifier_labels(AutoConfig.from_pretrained(teacher_path))
     if labels is None:
         load_teacher(teacher_path)  # raises the "fine-tune it first" error
@@ -295,7 +180,7 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     # Attention maps are only returned by the eager attention implementation.
     model_kwargs = {"attn_implementation": "eager"} if args.attention_loss_weight > 0 else {}
     teacher = load_teacher(teacher_path, **model_kwargs)
-    student, student_tokenizer = build_student(args, teacher, teacher_tokenizer, labels, **model_kwargs)
+    student, student_tokenizer = build_student(script, args.seed, teacher, teacher_tokenizer, labels, **model_kwargs)
     check_compatibility(teacher, teacher_tokenizer, student, student_tokenizer)
     data_args.max_length = fit_max_length(fit_max_length(data_args.max_length, teacher.config, "the teacher"),
                                           student.config, "the student")
@@ -307,12 +192,12 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
 
     kd_train = tokenized["train"]
     cache_info = None
-    if args.teacher_cache is not None:
-        kd_train, cache_info = with_teacher_cache(args, teacher, kd_train, collator)
+    if script.teacher_cache is not None:
+        kd_train, cache_info = with_teacher_cache(args, script.teacher_cache, teacher, kd_train, collator)
     if PartialState().is_main_process:
         # Only now, with every input checked: a resumed run keeps the student's checkpoints it resumes from.
         clear_run_artefacts(out, keep=(CHECKPOINTS,) if args.resume_from_checkpoint else (),
-                            inputs=(teacher_path, args.teacher_cache, args.resume_from_checkpoint))
+                            inputs=(teacher_path, script.teacher_cache, args.resume_from_checkpoint))
     PartialState().wait_for_everyone()
     trainer = DistillationTrainer(model=applied.model, teacher_model=teacher,
                                   args=_trainer_args(args, out / CHECKPOINTS / "student"), **{**common, "train_dataset": kd_train},
@@ -324,18 +209,18 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     student_test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
     # The teacher's numbers only change with the teacher, the test data or the settings: reuse them when cached.
     measurement_key = reused = None
-    if args.teacher_cache is not None:
+    if script.teacher_cache is not None:
         measurement_key = measurement_cache.measurement_key(teacher, tokenized["test"], {
             "max_length": data_args.max_length, "latency_samples": args.latency_samples, "bf16": args.bf16,
             "fp16": args.fp16, "eval_batch_size": args.per_device_eval_batch_size})
-        reused = measurement_cache.read_measurements(args.teacher_cache, measurement_key)
+        reused = measurement_cache.read_measurements(script.teacher_cache, measurement_key)
     if reused is None:
         teacher_test = Trainer(model=teacher, args=_trainer_args(args, out / CHECKPOINTS / "teacher"),
                                **common).predict(tokenized["test"], metric_key_prefix="test").metrics
 
     baseline = baseline_test = baseline_cost = None
-    if args.run_baseline:
-        baseline, _ = build_student(args, teacher, teacher_tokenizer, labels, **model_kwargs)
+    if script.run_baseline:
+        baseline, _ = build_student(script, args.seed, teacher, teacher_tokenizer, labels, **model_kwargs)
         baseline_applied = apply_strategy(baseline, args)
         baseline_trainer = Trainer(model=baseline_applied.model, args=_trainer_args(args, out / CHECKPOINTS / "baseline"),
                                    **common, **strategy_trainer_kwargs(baseline_applied, args))
@@ -353,7 +238,7 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     entry = {"tokenizer": teacher_tokenizer, "latency_texts": texts, "max_length": data_args.max_length}
     report = {
         "task": _task_entry(data_args, labels, splits),
-        "teacher": {"name_or_path": args.teacher_model_name_or_path,
+        "teacher": {"name_or_path": script.teacher_model_name_or_path,
                     **({"local_path": str(Path(teacher_path).resolve())} if Path(teacher_path).is_dir() else {}),
                     **(reused or model_entry(teacher, teacher_test, teacher_path, **entry))},
         "student": model_entry(student_model, student_test, out / "student", path="student", **entry),
@@ -361,8 +246,8 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     if baseline is not None:
         report["baseline"] = model_entry(baseline, baseline_test, out / "baseline", path="baseline",
                                          **entry)
-    if args.export != "none":
-        report["artefacts"], report["export"] = export_student(out, args, splits, data_args.max_length)
+    if script.export != "none":
+        report["artefacts"], report["export"] = export_student(out, script.export, args, splits, data_args.max_length)
     report["retention"] = round(report["student"]["test"]["accuracy"] / report["teacher"]["test"]["accuracy"], 4)
     report["distillation"] = {
         "temperature": args.temperature, "alpha": args.alpha, "hidden_loss_weight": args.hidden_loss_weight,
@@ -382,13 +267,13 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     if measurement_key is not None:
         measured = {k: v for k, v in report["teacher"].items() if k not in ("name_or_path", "local_path")}
         if reused is None:
-            measurement_cache.write_measurements(args.teacher_cache, measurement_key, measured)
+            measurement_cache.write_measurements(script.teacher_cache, measurement_key, measured)
         report["teacher_measurements"] = {"key": measurement_key, "reused": reused is not None}
     report["command"] = command
     report["environment"] = environment()
-    _remove_empty_folders(out / CHECKPOINTS)  # save_strategy "no": Trainer made the folders, nothing is in them
+    remove_empty_folders(out / CHECKPOINTS)  # save_strategy "no": Trainer made the folders, nothing is in them
     write_json(out / "report.json", report)
-    write_json(out / "run_args.json", _run_args(data_args, args))
+    write_json(out / "run_args.json", _run_args(data_args, args, script))
     print(format_table(report))
     if args.push_to_hub:
         from .hub import push_from_training_args
@@ -398,7 +283,7 @@ def run_distillation(data_args: DataArguments, args: DistillationArguments, comm
     return report
 
 
-def export_student(out: Path, args: DistillationArguments, splits, max_length: int) -> tuple[dict, dict]:
+def export_student(out: Path, export: str, args: DistillationArguments, splits, max_length: int) -> tuple[dict, dict]:
     """ONNX (and int8, behind the accuracy guard) of RUN/student, measured on the test split like the others.
 
     Returns the report entries of the artefacts and what the export decided (deliverable, guard, int8 op counts).
@@ -407,7 +292,7 @@ def export_student(out: Path, args: DistillationArguments, splits, max_length: i
     from .compress.benchmark import benchmark_folder, report_entry
 
     result = export_model(
-        out / "student", out, quantization="dynamic" if args.export == "onnx_int8" else "none",
+        out / "student", out, quantization="dynamic" if export == "onnx_int8" else "none",
         validation_texts=splits["validation"]["text"], validation_labels=splits["validation"]["label"],
         max_length=max_length, overwrite=args.overwrite_output_dir, seed=args.seed,
     )
@@ -422,7 +307,8 @@ def export_student(out: Path, args: DistillationArguments, splits, max_length: i
     return artefacts, decision
 
 
-def with_teacher_cache(args: DistillationArguments, teacher: PreTrainedModel, train_dataset, collator):
+def with_teacher_cache(args: DistillationArguments, cache_dir: str, teacher: PreTrainedModel, train_dataset,
+                       collator):
     """The training set with cached teacher logits attached (computed once, on the main process first)."""
     if args.hidden_loss_weight > 0 or args.attention_loss_weight > 0:
         logger.warning("--teacher_cache holds logits only: hidden-state / attention losses still run the live "
@@ -432,7 +318,7 @@ def with_teacher_cache(args: DistillationArguments, teacher: PreTrainedModel, tr
     teacher.to(device)
     dtype = resolve_teacher_dtype(args)
     with args.main_process_first(desc="teacher logits cache"):
-        cached, info = load_or_compute(teacher, train_dataset, collator, args.teacher_cache,
+        cached, info = load_or_compute(teacher, train_dataset, collator, cache_dir,
                                        batch_size=args.per_device_eval_batch_size,
                                        dtype=dtype if dtype != torch.float32 else None)
     return attach_teacher_logits(train_dataset, cached), info

@@ -29,8 +29,7 @@ def main(teacher_dir: str, data_dir: str, out_dir: str) -> None:
     student = student_from_config(teacher, {"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2,
                                             "intermediate_size": 32})
     args = DistillationArguments(
-        output_dir=str(out / "trainer"), teacher_model_name_or_path=teacher_dir, student_config={"hidden_size": 16},
-        hidden_loss_weight=1.0, use_cpu=True, ddp_find_unused_parameters=False, per_device_train_batch_size=4,
+        output_dir=str(out / "trainer"), hidden_loss_weight=1.0, use_cpu=True, ddp_find_unused_parameters=False, per_device_train_batch_size=4,
         gradient_accumulation_steps=2, max_steps=4, learning_rate=1e-3, report_to="none", disable_tqdm=True, seed=0,
     )
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data["train"],

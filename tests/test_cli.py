@@ -9,13 +9,17 @@ import pytest
 
 from nlp_reuse.cli import ConfigError, command_line, make_parser, parse_args
 from nlp_reuse.commands import main
-from nlp_reuse.config import DataArguments, DistillationArguments, FinetuneArguments
+from nlp_reuse.config import DataArguments, DistillationArguments, DistillScriptArguments, FinetuneArguments
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+DISTILL = (DataArguments, DistillScriptArguments, DistillationArguments)
+
+
 def parse(argv):
-    return parse_args(make_parser((DataArguments, DistillationArguments), "test"), argv)
+    """(data, script, trainer) arguments of `nlp-reuse distill`."""
+    return parse_args(make_parser(DISTILL, "test"), argv)
 
 
 def write_yaml(tmp_path, text):
@@ -28,11 +32,11 @@ def test_yaml_gives_defaults_and_cli_overrides(tmp_path):
     cfg = write_yaml(tmp_path, "dataset_name: builtin:trec6\nteacher_model_name_or_path: runs/t\n"
                                "student_num_layers: 3\ntemperature: 4.0\nalpha: 0.9\nlearning_rate: 1.0e-4\n"
                                f"output_dir: {tmp_path / 'out'}\nrun_baseline: true\n")
-    data, distill = parse(["--config", cfg, "--alpha", "0.2"])
+    data, script, distill = parse(["--config", cfg, "--alpha", "0.2"])
     assert data.dataset_name == "builtin:trec6"
     assert distill.temperature == 4.0 and distill.alpha == 0.2  # YAML value, then CLI override
-    assert distill.learning_rate == pytest.approx(1e-4) and distill.run_baseline is True
-    assert distill.teacher_model_name_or_path == "runs/t"
+    assert distill.learning_rate == pytest.approx(1e-4) and script.run_baseline is True
+    assert script.teacher_model_name_or_path == "runs/t" and script.student_num_layers == 3
 
 
 def test_unknown_yaml_key_is_an_error_with_a_suggestion(tmp_path):
@@ -56,7 +60,6 @@ def test_unknown_cli_flag_is_an_error(tmp_path):
     (["--alpha", "1.5"], r"--alpha must be in \[0.0, 1.0\], got 1.5"),
     (["--temperature", "0"], r"--temperature must be > 0, got 0.0"),
     (["--student_config", '{"hidden_size": 16}'], r"exactly one student source.*'student_num_layers', 'student_config'"),
-    (["--hidden_loss", "l1"], r"Unknown hidden_loss 'l1'"),
     (["--hidden_loss_weight", "-1"], r"--hidden_loss_weight must be >= 0"),
 ])
 def test_range_checks(tmp_path, extra, message):
@@ -66,10 +69,22 @@ def test_range_checks(tmp_path, extra, message):
         parse(base + extra)
 
 
+def test_choices_come_from_the_literal_types(tmp_path, capsys):
+    base = ["--dataset_name", "builtin:trec6", "--teacher_model_name_or_path", "t", "--student_num_layers", "2",
+            "--output_dir", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        parse(base + ["--hidden_loss", "l1"])
+    assert "--hidden_loss/--hidden-loss: invalid choice: 'l1' (choose from 'mse', 'cosine')" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"--export must be one of none, onnx, onnx_int8, got 'tflite'"):
+        DistillScriptArguments(teacher_model_name_or_path="t", student_num_layers=2, export="tflite")
+    with pytest.raises(ValueError, match=r"--teacher_dtype must be one of auto, float32, bfloat16, float16"):
+        DistillationArguments(output_dir=str(tmp_path), teacher_dtype="int8")
+
+
 def test_student_config_json_and_required_teacher(tmp_path):
-    _, distill = parse(["--dataset_name", "builtin:trec6", "--teacher_model_name_or_path", "t", "--output_dir",
-                        str(tmp_path), "--student_config", '{"num_hidden_layers": 2, "hidden_size": 64}'])
-    assert distill.student_config == {"num_hidden_layers": 2, "hidden_size": 64}
+    _, script, _ = parse(["--dataset_name", "builtin:trec6", "--teacher_model_name_or_path", "t", "--output_dir",
+                          str(tmp_path), "--student_config", '{"num_hidden_layers": 2, "hidden_size": 64}'])
+    assert script.student_config == {"num_hidden_layers": 2, "hidden_size": 64}
     with pytest.raises(ValueError, match="--teacher_model_name_or_path is required"):
         parse(["--dataset_name", "builtin:trec6", "--student_num_layers", "2", "--output_dir", str(tmp_path)])
     with pytest.raises(ValueError, match="--output_dir is required"):
@@ -77,15 +92,15 @@ def test_student_config_json_and_required_teacher(tmp_path):
 
 
 def test_shipped_configs_parse(tmp_path):
-    _, distill = parse(["--config", str(ROOT / "configs/trec6_distill.yaml"), "--teacher_model_name_or_path", "t",
-                        "--output_dir", str(tmp_path)])
-    assert distill.student_num_layers == 3 and distill.run_baseline
+    _, script, _ = parse(["--config", str(ROOT / "configs/trec6_distill.yaml"), "--teacher_model_name_or_path", "t",
+                          "--output_dir", str(tmp_path)])
+    assert script.student_num_layers == 3 and script.run_baseline
     parse_args(make_parser((DataArguments, FinetuneArguments), "t"),
                ["--config", str(ROOT / "configs/trec6_teacher.yaml"), "--output_dir", str(tmp_path)])
     # The GPU configs ask for bf16, which TrainingArguments refuses on a CPU-only machine: parse them without it.
-    _, gpu = parse(["--config", str(ROOT / "configs/bert_base_gpu_distill.yaml"), "--teacher_model_name_or_path", "t",
-                    "--output_dir", str(tmp_path), "--bf16", "false"])
-    assert gpu.student_num_layers == 6 and gpu.hidden_loss_weight == 1.0
+    _, gpu_script, gpu = parse(["--config", str(ROOT / "configs/bert_base_gpu_distill.yaml"),
+                                "--teacher_model_name_or_path", "t", "--output_dir", str(tmp_path), "--bf16", "false"])
+    assert gpu_script.student_num_layers == 6 and gpu.hidden_loss_weight == 1.0
     _, gpu_teacher = parse_args(make_parser((DataArguments, FinetuneArguments), "t"),
                                 ["--config", str(ROOT / "configs/bert_base_gpu_teacher.yaml"),
                                  "--output_dir", str(tmp_path), "--bf16", "false"])
@@ -168,7 +183,7 @@ def test_config_value_of_the_wrong_type_names_file_line_and_type(tmp_path, line,
     config = tmp_path / "bad.yaml"
     config.write_text(f"temperature: 2.0\n{line}\nalpha: 0.5\n")
     with pytest.raises(ConfigError, match=expected):
-        parse_args(make_parser((DataArguments, DistillationArguments), "test"),
+        parse_args(make_parser(DISTILL, "test"),
                    ["--config", str(config), "--output_dir", str(tmp_path / "o"), "--teacher_model_name_or_path",
                     "t", "--student_num_layers", "2", "--dataset_name", "builtin:trec6"])
 
@@ -177,8 +192,7 @@ def test_config_values_are_converted_like_flags(tmp_path):
     config = tmp_path / "ok.yaml"
     config.write_text("num_train_epochs: 2\nrun_baseline: true\nstudent_config: {num_hidden_layers: 2}\n"
                       "learning_rate: 1.0e-4\n")
-    _, args = parse_args(make_parser((DataArguments, DistillationArguments), "test"),
-                         ["--config", str(config), "--output_dir", str(tmp_path / "o"),
-                          "--teacher_model_name_or_path", "t", "--dataset_name", "builtin:trec6"])
-    assert (args.num_train_epochs, args.run_baseline, args.student_config, args.learning_rate) == (
+    _, script, args = parse(["--config", str(config), "--output_dir", str(tmp_path / "o"),
+                             "--teacher_model_name_or_path", "t", "--dataset_name", "builtin:trec6"])
+    assert (args.num_train_epochs, script.run_baseline, script.student_config, args.learning_rate) == (
         2.0, True, {"num_hidden_layers": 2}, 1e-4)

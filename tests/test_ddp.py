@@ -59,7 +59,9 @@ def test_distill_under_accelerate_launch_with_teacher_cache(tiny_teacher_dir, ti
     assert report["command"].startswith("python scripts/distill.py --teacher_model_name_or_path " if entry == "script"
                                         else "nlp-reuse distill --teacher_model_name_or_path ")
     assert report["teacher_cache"]["computed"]  # rank 0 computed it; rank 1 found it (main_process_first)
-    assert len(list((tmp_path / "cache").iterdir())) == 1
+    # One logits entry (not one per rank) and the teacher's measurements beside it.
+    assert sorted(p.name == "measurements" for p in (tmp_path / "cache").iterdir()) == [False, True]
+    assert not report["teacher_measurements"]["reused"]
     assert report["student"]["num_layers"] == 2
     assert (out / "student" / "model.safetensors").is_file()
     assert proc.stdout.count("retention (student / teacher accuracy)") == 1  # the report is printed by rank 0 only

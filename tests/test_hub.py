@@ -47,7 +47,7 @@ def distill_run(tiny_teacher_dir, tiny_data_dir, tmp_path_factory) -> Path:
     """A real tiny run of nlp_reuse.pipeline.run_distillation exported by nlp_reuse.compress (ONNX fp32 and int8),
     with the clutter a trainer leaves around (checkpoints, training_args.bin) and a token a careless writer left."""
     from nlp_reuse.compress.pipeline import export_model
-    from nlp_reuse.config import DataArguments, DistillationArguments
+    from nlp_reuse.config import DataArguments, DistillationArguments, DistillScriptArguments
     from nlp_reuse.pipeline import run_distillation
 
     root = tmp_path_factory.mktemp("distill_run")
@@ -58,10 +58,10 @@ def distill_run(tiny_teacher_dir, tiny_data_dir, tmp_path_factory) -> Path:
     data_args = DataArguments(train_file=str(tiny_data_dir / "train.jsonl"),
                               validation_file=str(tiny_data_dir / "validation.jsonl"),
                               test_file=str(tiny_data_dir / "test.jsonl"), max_length=32)
-    args = DistillationArguments(output_dir=str(run), teacher_model_name_or_path=str(teacher), student_num_layers=2,
-                                 num_train_epochs=1, per_device_train_batch_size=16, run_baseline=True,
+    script = DistillScriptArguments(teacher_model_name_or_path=str(teacher), student_num_layers=2, run_baseline=True)
+    args = DistillationArguments(output_dir=str(run), num_train_epochs=1, per_device_train_batch_size=16,
                                  latency_samples=3, disable_tqdm=True, hub_token=TOKEN, hub_model_id=REPO)
-    run_distillation(data_args, args, command=f"python scripts/distill.py --output_dir {run} --hub_token {TOKEN}")
+    run_distillation(data_args, script, args, command=f"python scripts/distill.py --output_dir {run} --hub_token {TOKEN}")
 
     validation = [json.loads(line) for line in (tiny_data_dir / "validation.jsonl").read_text().splitlines()]
     export = export_model(run / "student", run, validation_texts=[r["text"] for r in validation],

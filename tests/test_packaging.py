@@ -40,10 +40,10 @@ def test_installed_wheel_finds_its_template_outside_the_checkout(wheel, tmp_path
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "-q", "--target",
                     str(target), str(wheel)], check=True, capture_output=True, timeout=300)
-    code = ("import nlp_reuse.hub as h, pathlib; print(h.__file__); "
-            "print(h.read_card_template() == pathlib.Path(h.__file__).with_name('model_cards')"
-            ".joinpath('student_card.md.j2').read_text())")
+    code = ("import nlp_reuse.hub.card as h, pathlib; print(h.__file__); "
+            "print(h.read_card_template() == pathlib.Path(h.__file__).parents[1].joinpath('model_cards', "
+            "'student_card.md.j2').read_text())")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target),
                          "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
                          timeout=300, check=True).stdout.split()
-    assert out == [str(target / "nlp_reuse" / "hub.py"), "True"]
+    assert out == [str(target / "nlp_reuse" / "hub" / "card.py"), "True"]

@@ -165,7 +165,7 @@ def test_layerwise_decay_reaches_lora_and_the_distillation_projector(tiny_teache
     # A narrower student, so DistillationTrainer adds its hidden-state projector group.
     student = student_from_config(teacher, {"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2,
                                             "intermediate_size": 32})
-    args = DistillationArguments(output_dir=str(tmp_path), teacher_model_name_or_path="t", student_config={"x": 1},
+    args = DistillationArguments(output_dir=str(tmp_path),
                                  strategy="lora", layerwise_lr_decay=0.5, learning_rate=1e-3, hidden_loss_weight=1.0,
                                  use_cpu=True, report_to="none", max_steps=2, per_device_train_batch_size=8,
                                  disable_tqdm=True)
@@ -356,8 +356,7 @@ def test_unknown_strategy_is_refused(tmp_path):
         targs(tmp_path, strategy="prompt")
     with pytest.raises(ValueError, match=r"Unknown --strategy 'features' \(features trains no network: "
                                          r"scripts/finetune.py only\)"):
-        DistillationArguments(output_dir=str(tmp_path), teacher_model_name_or_path="t", student_num_layers=2,
-                              strategy="features")
+        DistillationArguments(output_dir=str(tmp_path), strategy="features")
     with pytest.raises(ValueError, match="--strategies must list distinct strategies"):
         compare_strategies.CompareArguments(strategies="full,lora,adapterz")
     with pytest.raises(ValueError, match="STRATEGY=RATE"):

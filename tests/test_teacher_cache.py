@@ -68,7 +68,7 @@ def test_fingerprint_changes_with_teacher_and_tokenization(setup, tmp_path):
 def make_trainer(teacher_dir, train, tokenizer, tmp_path, **overrides):
     teacher = load_teacher(str(teacher_dir))
     student = student_from_teacher_layers(teacher, 2).eval()
-    kwargs = dict(output_dir=str(tmp_path), teacher_model_name_or_path="t", student_num_layers=2, use_cpu=True,
+    kwargs = dict(output_dir=str(tmp_path), use_cpu=True,
                   per_device_train_batch_size=8, max_steps=2, report_to="none", disable_tqdm=True, seed=0)
     kwargs.update(overrides)
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=DistillationArguments(**kwargs),

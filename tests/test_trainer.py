@@ -32,7 +32,7 @@ def tokenized(tiny_data_dir, tiny_tokenizer_dir):
 
 def make_trainer(teacher, student, tokenized, tmp_path, **overrides):
     data, tokenizer = tokenized
-    kwargs = dict(output_dir=str(tmp_path), teacher_model_name_or_path="t", student_num_layers=2,
+    kwargs = dict(output_dir=str(tmp_path),
                   per_device_train_batch_size=8, num_train_epochs=1, learning_rate=1e-3, report_to="none",
                   use_cpu=True, seed=0, disable_tqdm=True, warmup_ratio=0.0)
     kwargs.update(overrides)
@@ -112,7 +112,7 @@ def test_hidden_distillation_with_projection_trains_projector_not_saved(tiny_tea
     student = student_from_config(teacher, {"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2,
                                             "intermediate_size": 32})
     trainer = make_trainer(teacher, student, tokenized, tmp_path, max_steps=3, hidden_loss_weight=1.0,
-                           hidden_loss="cosine", student_config={"hidden_size": 16}, student_num_layers=None)
+                           hidden_loss="cosine")
     assert trainer.layer_pairs == [(1, 2), (2, 4)]
     projector_before = snapshot(trainer.projector)
     trainer.train()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nlp_reuse.cli import command_line, make_parser, parse_args
-from nlp_reuse.config import DataArguments, DistillationArguments
+from nlp_reuse.config import DataArguments, DistillationArguments, DistillScriptArguments
 from nlp_reuse.evaluation import format_seed_table, summarize_seeds, write_json
 from nlp_reuse.files import prepare_output_dir
 from nlp_reuse.pipeline import release_distributed, run_distillation
@@ -32,14 +32,16 @@ class SeedArguments:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = make_parser((DataArguments, DistillationArguments, SeedArguments), __doc__)
-    data_args, distill_args, seed_args = parse_args(parser, argv)
+    parser = make_parser((DataArguments, DistillScriptArguments, DistillationArguments, SeedArguments), __doc__)
+    data_args, script_args, distill_args, seed_args = parse_args(parser, argv)
+    script_args.run_baseline = True  # the benchmark compares KD with no KD, seed by seed
     root = prepare_output_dir(distill_args.output_dir, overwrite=distill_args.overwrite_output_dir)
     reports = {}
     for seed in seed_args.seed_list:
         run_args = copy.copy(distill_args)
-        run_args.seed, run_args.output_dir, run_args.run_baseline = seed, str(root / f"seed{seed}"), True
-        reports[seed] = run_distillation(data_args, run_args, command=command_line("benchmark-distill", argv))
+        run_args.seed, run_args.output_dir = seed, str(root / f"seed{seed}")
+        reports[seed] = run_distillation(data_args, script_args, run_args,
+                                         command=command_line("benchmark-distill", argv))
     summary = summarize_seeds(reports)
     table = format_seed_table(reports, summary)
     write_json(Path(root) / "seeds_summary.json", {**summary, "command": command_line("benchmark-distill", argv)})

@@ -15,13 +15,14 @@ OUTPUT_DIR/report.json (teacher vs student vs baseline: accuracy, macro-F1, para
 """
 
 from nlp_reuse.cli import command_line, make_parser, parse_args
-from nlp_reuse.config import DataArguments, DistillationArguments
+from nlp_reuse.config import DataArguments, DistillationArguments, DistillScriptArguments
 from nlp_reuse.pipeline import release_distributed, run_distillation
 
 
 def main(argv: list[str] | None = None) -> dict:
-    data_args, distill_args = parse_args(make_parser((DataArguments, DistillationArguments), __doc__), argv)
-    report = run_distillation(data_args, distill_args, command=command_line("distill", argv))
+    parser = make_parser((DataArguments, DistillScriptArguments, DistillationArguments), __doc__)
+    data_args, script_args, distill_args = parse_args(parser, argv)
+    report = run_distillation(data_args, script_args, distill_args, command=command_line("distill", argv))
     if report:
         print(f"Student, report.json and run_args.json written to {distill_args.output_dir}")
     return report
