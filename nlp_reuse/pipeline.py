@@ -18,6 +18,7 @@ from .config import (
 )
 from .data import describe, load_splits, tokenize_splits
 from .files import prepare_output_dir
+from .report import TEST_METRICS, DistillationSettings, FinetuneReport, ModelEntry, RunReport, TaskInfo
 from .runs import CHECKPOINTS, clear_run_artefacts, check_rerun, remove_empty_folders, resolve_resume, save_final
 from .evaluation import compute_metrics, environment, format_table, size_on_disk_mb, torch_latency_ms, write_json
 from .modeling import (
@@ -25,7 +26,7 @@ from .modeling import (
     fit_max_length, load_teacher, load_tokenizer, num_layers, resolve_model_path, student_from_config, student_from_teacher_layers,
 )
 from .strategies import (
-    apply_strategy, check_strategy_combination, finetune_features, measure_training, save_trained_model,
+    TrainingCost, apply_strategy, check_strategy_combination, finetune_features, measure_training, save_trained_model,
     strategy_summary, strategy_trainer_kwargs,
 )
 from . import measurement_cache
@@ -55,17 +56,16 @@ def _weights_size_mb(model: PreTrainedModel, folder: str | Path | None) -> float
 
 
 def model_entry(model: PreTrainedModel, test_metrics: dict, folder: str | Path | None, tokenizer,
-                latency_texts: list[str], max_length: int, **extra) -> dict:
-    """One row of the report: size, depth, test metrics and batch-1 CPU latency of `model`."""
+                latency_texts: list[str], max_length: int, **fields) -> ModelEntry:
+    """One row of the report: size, depth, test metrics and batch-1 CPU latency of `model` (`fields`: the
+    entry's optional ModelEntry fields, e.g. path)."""
     model = model.to("cpu").eval()
-    return {
-        **extra,
-        "params": count_parameters(model),
-        "num_layers": num_layers(model),
-        "size_mb": round(_weights_size_mb(model, folder), 3),
-        "test": {k: test_metrics[f"test_{k}"] for k in ("accuracy", "macro_f1")},
-        "latency_ms": round(torch_latency_ms(model, tokenizer, latency_texts, max_length), 3),
-    }
+    return ModelEntry(
+        params=count_parameters(model), num_layers=num_layers(model),
+        size_mb=round(_weights_size_mb(model, folder), 3),
+        test={k: test_metrics[f"test_{k}"] for k in TEST_METRICS},
+        latency_ms=round(torch_latency_ms(model, tokenizer, latency_texts, max_length), 3), **fields,
+    )
 
 
 def _run_args(data_args: DataArguments, args: NlpReuseTrainingArguments,
@@ -108,20 +108,19 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
         test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
         if not trainer.is_world_process_zero():
             return _other_ranks_done()
-    report = {
-        "task": _task_entry(data_args, labels, splits),
-        "model": model_entry(
+    report = FinetuneReport(
+        task=_task_entry(data_args, labels, splits),
+        model=model_entry(
             model, test, out, tokenizer, splits["test"]["text"][: args.latency_samples],
             data_args.max_length, name_or_path=args.model_name_or_path, path=".",
-            validation={k: validation[f"eval_{k}"] for k in ("accuracy", "macro_f1")},
+            validation={k: validation[f"eval_{k}"] for k in TEST_METRICS},
             train_runtime_s=round(cost.train_runtime_s, 2),
         ),
-        "finetuning": {**strategy_summary(args), **cost.as_dict(), "num_train_epochs": args.num_train_epochs,
-                       "learning_rate": args.learning_rate, "per_device_train_batch_size":
-                       args.per_device_train_batch_size, "seed": args.seed},
-        "command": command,
-        "environment": environment(),
-    }
+        finetuning={**strategy_summary(args), **cost.as_dict(), "num_train_epochs": args.num_train_epochs,
+                    "learning_rate": args.learning_rate, "per_device_train_batch_size":
+                    args.per_device_train_batch_size, "seed": args.seed},
+        command=command, environment=environment(),
+    ).to_dict()
     write_json(out / "report.json", report)
     write_json(out / "run_args.json", _run_args(data_args, args))
     print(format_table(report))
@@ -141,9 +140,11 @@ def release_distributed() -> None:
         torch.distributed.destroy_process_group()
 
 
-def _task_entry(data_args: DataArguments, labels: list[str], splits) -> dict:
-    return {"dataset": data_args.dataset_name or data_args.train_file, "labels": labels,
-            "text_column": data_args.text_column, **describe(splits)}
+def _task_entry(data_args: DataArguments, labels: list[str], splits) -> TaskInfo:
+    sizes = describe(splits)
+    return TaskInfo(dataset=data_args.dataset_name or data_args.train_file, labels=labels,
+                    text_column=data_args.text_column, num_train=sizes["num_train"],
+                    num_validation=sizes["num_validation"], num_test=sizes["num_test"])
 
 
 def build_student(script: DistillScriptArguments, seed: int, teacher: PreTrainedModel, teacher_tokenizer, labels: list[str],
@@ -184,14 +185,14 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     check_compatibility(teacher, teacher_tokenizer, student, student_tokenizer)
     data_args.max_length = fit_max_length(fit_max_length(data_args.max_length, teacher.config, "the teacher"),
                                           student.config, "the student")
+    student_init = student.config.nlp_reuse_init
     applied = apply_strategy(student, args)
     tokenized = tokenize_splits(splits, teacher_tokenizer, data_args.max_length)
     collator = DataCollatorWithPadding(teacher_tokenizer)
     common = {"train_dataset": tokenized["train"], "eval_dataset": tokenized["validation"],
               "processing_class": teacher_tokenizer, "data_collator": collator, "compute_metrics": compute_metrics}
 
-    kd_train = tokenized["train"]
-    cache_info = None
+    kd_train, cache_info = tokenized["train"], None
     if script.teacher_cache is not None:
         kd_train, cache_info = with_teacher_cache(args, script.teacher_cache, teacher, kd_train, collator)
     if PartialState().is_main_process:
@@ -199,79 +200,64 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
         clear_run_artefacts(out, keep=(CHECKPOINTS,) if args.resume_from_checkpoint else (),
                             inputs=(teacher_path, script.teacher_cache, args.resume_from_checkpoint))
     PartialState().wait_for_everyone()
+
     trainer = DistillationTrainer(model=applied.model, teacher_model=teacher,
-                                  args=_trainer_args(args, out / CHECKPOINTS / "student"), **{**common, "train_dataset": kd_train},
-                                  **strategy_trainer_kwargs(applied, args))
-    with measure_training(args.device) as student_cost:
-        trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    student_cost.trainable_params, student_cost.total_params = applied.trainable_params, applied.total_params
-    student_model = save_final(applied, trainer, out / "student", out / "student_adapter", merge=args.merge_adapter)
-    student_test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
+                                  args=_trainer_args(args, out / CHECKPOINTS / "student"),
+                                  **{**common, "train_dataset": kd_train}, **strategy_trainer_kwargs(applied, args))
+    student = _train_save_test(trainer, applied, out, "student", tokenized["test"], args.resume_from_checkpoint)
     # The teacher's numbers only change with the teacher, the test data or the settings: reuse them when cached.
-    measurement_key = reused = None
-    if script.teacher_cache is not None:
-        measurement_key = measurement_cache.measurement_key(teacher, tokenized["test"], {
-            "max_length": data_args.max_length, "latency_samples": args.latency_samples, "bf16": args.bf16,
-            "fp16": args.fp16, "eval_batch_size": args.per_device_eval_batch_size})
-        reused = measurement_cache.read_measurements(script.teacher_cache, measurement_key)
+    measurement_key, reused = _teacher_measurements(script, args, data_args.max_length, teacher, tokenized["test"])
     if reused is None:
         teacher_test = Trainer(model=teacher, args=_trainer_args(args, out / CHECKPOINTS / "teacher"),
                                **common).predict(tokenized["test"], metric_key_prefix="test").metrics
-
-    baseline = baseline_test = baseline_cost = None
-    if script.run_baseline:
-        baseline, _ = build_student(script, args.seed, teacher, teacher_tokenizer, labels, **model_kwargs)
-        baseline_applied = apply_strategy(baseline, args)
-        baseline_trainer = Trainer(model=baseline_applied.model, args=_trainer_args(args, out / CHECKPOINTS / "baseline"),
+    baseline = None
+    if script.run_baseline:  # the same student, init and budget, without the teacher
+        baseline_applied = apply_strategy(build_student(script, args.seed, teacher, teacher_tokenizer, labels,
+                                                        **model_kwargs)[0], args)
+        baseline_trainer = Trainer(model=baseline_applied.model, args=_trainer_args(args, out / CHECKPOINTS /
+                                                                                    "baseline"),
                                    **common, **strategy_trainer_kwargs(baseline_applied, args))
-        with measure_training(args.device) as baseline_cost:
-            baseline_trainer.train()  # --resume_from_checkpoint names a student checkpoint; the baseline reruns
-        baseline_cost.trainable_params = baseline_applied.trainable_params
-        baseline_cost.total_params = baseline_applied.total_params
-        baseline = save_final(baseline_applied, baseline_trainer, out / "baseline", out / "baseline_adapter",
-                              merge=args.merge_adapter)
-        baseline_test = baseline_trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
-
+        # --resume_from_checkpoint names a student checkpoint; the baseline reruns.
+        baseline = _train_save_test(baseline_trainer, baseline_applied, out, "baseline", tokenized["test"])
     if not trainer.is_world_process_zero():
         return _other_ranks_done()
-    texts = splits["test"]["text"][: args.latency_samples]
-    entry = {"tokenizer": teacher_tokenizer, "latency_texts": texts, "max_length": data_args.max_length}
-    report = {
-        "task": _task_entry(data_args, labels, splits),
-        "teacher": {"name_or_path": script.teacher_model_name_or_path,
-                    **({"local_path": str(Path(teacher_path).resolve())} if Path(teacher_path).is_dir() else {}),
-                    **(reused or model_entry(teacher, teacher_test, teacher_path, **entry))},
-        "student": model_entry(student_model, student_test, out / "student", path="student", **entry),
-    }
-    if baseline is not None:
-        report["baseline"] = model_entry(baseline, baseline_test, out / "baseline", path="baseline",
-                                         **entry)
+
+    entry = {"tokenizer": teacher_tokenizer, "latency_texts": splits["test"]["text"][: args.latency_samples],
+             "max_length": data_args.max_length}
+    measured = (ModelEntry.from_dict(reused, source=measurement_cache.entry_path(script.teacher_cache,
+                                                                                 measurement_key), where="teacher")
+                if reused is not None else model_entry(teacher, teacher_test, teacher_path, **entry))
+    if measurement_key is not None and reused is None:
+        measurement_cache.write_measurements(script.teacher_cache, measurement_key, measured.to_dict())
+    report = RunReport(
+        task=_task_entry(data_args, labels, splits),
+        teacher=dataclasses.replace(measured, name_or_path=script.teacher_model_name_or_path, local_path=str(
+            Path(teacher_path).resolve()) if Path(teacher_path).is_dir() else None),
+        student=model_entry(student.model, student.test, out / "student", path="student", **entry),
+        baseline=None if baseline is None else model_entry(baseline.model, baseline.test, out / "baseline",
+                                                           path="baseline", **entry),
+        retention=0.0,  # below, from the measured entries
+        distillation=DistillationSettings(
+            temperature=args.temperature, alpha=args.alpha, hidden_loss_weight=args.hidden_loss_weight,
+            hidden_loss=args.hidden_loss, attention_loss_weight=args.attention_loss_weight,
+            layer_map=[list(p) for p in trainer.layer_pairs], student_init=student_init,
+            strategy=args.strategy, strategy_config=strategy_summary(args), num_train_epochs=args.num_train_epochs,
+            learning_rate=args.learning_rate, per_device_train_batch_size=args.per_device_train_batch_size,
+            gradient_accumulation_steps=args.gradient_accumulation_steps, world_size=args.world_size,
+            distributed_type=PartialState().distributed_type.value, seed=args.seed,
+        ),
+        training_cost={"student": student.cost.as_dict(),
+                       **({"baseline": baseline.cost.as_dict()} if baseline is not None else {})},
+        teacher_cache=cache_info,
+        teacher_measurements=None if measurement_key is None else {"key": measurement_key,
+                                                                   "reused": reused is not None},
+        command=command, environment=environment(),
+    )
+    report.retention = round(report.student.test["accuracy"] / report.teacher.test["accuracy"], 4)
     if script.export != "none":
-        report["artefacts"], report["export"] = export_student(out, script.export, args, splits, data_args.max_length)
-    report["retention"] = round(report["student"]["test"]["accuracy"] / report["teacher"]["test"]["accuracy"], 4)
-    report["distillation"] = {
-        "temperature": args.temperature, "alpha": args.alpha, "hidden_loss_weight": args.hidden_loss_weight,
-        "hidden_loss": args.hidden_loss, "attention_loss_weight": args.attention_loss_weight,
-        "layer_map": [list(p) for p in trainer.layer_pairs], "student_init": student.config.nlp_reuse_init,
-        "strategy": args.strategy, "strategy_config": strategy_summary(args),
-        "num_train_epochs": args.num_train_epochs, "learning_rate": args.learning_rate,
-        "per_device_train_batch_size": args.per_device_train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "world_size": args.world_size, "distributed_type": PartialState().distributed_type.value, "seed": args.seed,
-    }
-    report["training_cost"] = {"student": student_cost.as_dict()}
-    if baseline_cost is not None:
-        report["training_cost"]["baseline"] = baseline_cost.as_dict()
-    if cache_info is not None:
-        report["teacher_cache"] = cache_info
-    if measurement_key is not None:
-        measured = {k: v for k, v in report["teacher"].items() if k not in ("name_or_path", "local_path")}
-        if reused is None:
-            measurement_cache.write_measurements(script.teacher_cache, measurement_key, measured)
-        report["teacher_measurements"] = {"key": measurement_key, "reused": reused is not None}
-    report["command"] = command
-    report["environment"] = environment()
+        report.artefacts, report.export = export_student(out, script.export, args, splits, data_args.max_length)
     remove_empty_folders(out / CHECKPOINTS)  # save_strategy "no": Trainer made the folders, nothing is in them
+    report = report.to_dict()
     write_json(out / "report.json", report)
     write_json(out / "run_args.json", _run_args(data_args, args, script))
     print(format_table(report))
@@ -283,7 +269,37 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     return report
 
 
-def export_student(out: Path, export: str, args: DistillationArguments, splits, max_length: int) -> tuple[dict, dict]:
+@dataclasses.dataclass
+class _Trained:
+    model: PreTrainedModel
+    test: dict  # Trainer.predict metrics on the test split (test_accuracy, ...)
+    cost: TrainingCost
+
+
+def _train_save_test(trainer: Trainer, applied, out: Path, name: str, test_dataset,
+                     resume: str | None = None) -> _Trained:
+    """Train (from `resume` when given), save RUN/<name>/ whole, and measure the test split: the one sequence the
+    student and the baseline share."""
+    with measure_training(trainer.args.device) as cost:
+        trainer.train(resume_from_checkpoint=resume)
+    cost.trainable_params, cost.total_params = applied.trainable_params, applied.total_params
+    model = save_final(applied, trainer, out / name, out / f"{name}_adapter", merge=trainer.args.merge_adapter)
+    return _Trained(model, trainer.predict(test_dataset, metric_key_prefix="test").metrics, cost)
+
+
+def _teacher_measurements(script: DistillScriptArguments, args: DistillationArguments, max_length: int,
+                          teacher: PreTrainedModel, test_dataset) -> tuple[str | None, dict | None]:
+    """(key, stored measurements or None) in the teacher cache; (None, None) without --teacher_cache."""
+    if script.teacher_cache is None:
+        return None, None
+    key = measurement_cache.measurement_key(teacher, test_dataset, {
+        "max_length": max_length, "latency_samples": args.latency_samples, "bf16": args.bf16, "fp16": args.fp16,
+        "eval_batch_size": args.per_device_eval_batch_size})
+    return key, measurement_cache.read_measurements(script.teacher_cache, key)
+
+
+def export_student(out: Path, export: str, args: DistillationArguments, splits,
+                   max_length: int) -> tuple[dict[str, ModelEntry], dict]:
     """ONNX (and int8, behind the accuracy guard) of RUN/student, measured on the test split like the others.
 
     Returns the report entries of the artefacts and what the export decided (deliverable, guard, int8 op counts).
@@ -301,7 +317,8 @@ def export_student(out: Path, export: str, args: DistillationArguments, splits, 
     for folder in filter(None, (result.onnx_dir, result.quantized_dir if not result.guard_triggered else None)):
         row = benchmark_folder(folder, texts, labels, num_threads=torch.get_num_threads(), max_length=max_length,
                                latency_calls=max(args.latency_samples, 1))
-        artefacts[Path(folder).name] = report_entry(row, path=Path(folder).name)
+        name = Path(folder).name
+        artefacts[name] = ModelEntry.from_dict(report_entry(row, path=name), where=f"artefacts.{name}")
     decision = {"deliverable": Path(result.deliverable).name, "guard_triggered": result.guard_triggered,
                 "guard": result.guard, "quantized_ops": result.quantized_ops, "isa": result.isa}
     return artefacts, decision

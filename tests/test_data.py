@@ -160,7 +160,7 @@ def test_semicolon_and_tab_separated_csv_is_read(tmp_path, caplog, sep):
     rows = make_examples(30, seed=0)
     rows[0]["text"] = "good, even great, film"  # a comma inside a text does not split it
     pd.DataFrame(rows).to_csv(tmp_path / "train.csv", sep=sep, index=False)
-    with caplog.at_level(logging.INFO, logger="nlp_reuse.data"):
+    with caplog.at_level(logging.INFO, logger="nlp_reuse.data_files"):
         splits, names = load_splits(args(train_file=str(tmp_path / "train.csv")))
     assert f"reading the file as {sep!r}-separated" in caplog.text
     assert names == ["negative", "neutral", "positive"]
