@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_UPDATE_DOWNLOAD_COUNTS ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo lint test test-slow clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,11 @@ demo: install
 	$(PY) scripts/push.py --model_dir $(RUN_DIR)/distill --repo_id your-name/minilm-l3-trec6 \
 		--dry_run $(RUN_DIR)/upload
 
-test: install
+# Lint (ruff, configured in pyproject.toml) first: a style error fails in seconds, not after the suite.
+lint: install
+	$(PY) -m ruff check nlp_reuse tests scripts benchmarks
+
+test: lint
 	$(PY) -m pytest -q
 
 test-slow: install

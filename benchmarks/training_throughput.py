@@ -21,7 +21,12 @@ import torch.nn.functional as F
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import (
-    BertConfig, BertForSequenceClassification, Trainer, TrainerCallback, TrainingArguments, default_data_collator,
+    BertConfig,
+    BertForSequenceClassification,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    default_data_collator,
 )
 
 from nlp_reuse.config import DistillationArguments
@@ -73,7 +78,8 @@ def synthetic_dataset(spec: BenchSpec) -> Dataset:
     n = spec.batch_size * (spec.steps + spec.warmup)
     g = torch.Generator().manual_seed(0)
     return Dataset.from_dict({
-        "input_ids": torch.randint(min(1000, spec.vocab_size // 2), spec.vocab_size, (n, spec.seq_len), generator=g).tolist(),
+        "input_ids": torch.randint(min(1000, spec.vocab_size // 2), spec.vocab_size, (n, spec.seq_len),
+                                   generator=g).tolist(),
         "attention_mask": torch.ones(n, spec.seq_len, dtype=torch.long).tolist(),
         "token_type_ids": torch.zeros(n, spec.seq_len, dtype=torch.long).tolist(),
         "labels": torch.randint(0, spec.num_labels, (n,), generator=g).tolist(),

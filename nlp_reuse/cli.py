@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-from .redact import scrub_secrets
-from .errors import ConfigError, format_error
+from nlp_reuse.errors import ConfigError, format_error
+from nlp_reuse.redact import scrub_secrets
 
 
 def load_yaml_defaults(path: str, valid_keys: set[str]) -> dict:
@@ -33,7 +33,8 @@ def load_yaml_defaults(path: str, valid_keys: set[str]) -> dict:
         raise ConfigError(f"--config {path} is not valid YAML{where}: {problem}. Expected flat `argument: value` "
                           "lines; fix the line shown (quote values holding ':' or '#').") from err
     if not isinstance(values, dict):
-        raise ConfigError(f"--config {path} must hold a mapping of argument: value pairs, found {type(values).__name__}.")
+        raise ConfigError(f"--config {path} must hold a mapping of argument: value pairs, "
+                          f"found {type(values).__name__}.")
     unknown = sorted(set(values) - valid_keys)
     if unknown:
         hints = {k: difflib.get_close_matches(k, valid_keys, n=2) for k in unknown}

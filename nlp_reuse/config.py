@@ -2,7 +2,7 @@
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from transformers import TrainingArguments
@@ -34,7 +34,7 @@ class StrategyArguments:
     unfreeze_top_k: int = field(
         default=2, metadata={"help": "--strategy partial: number K of top encoder layers that train (1..layers)."}
     )
-    gradual_unfreeze_every: Optional[float] = field(
+    gradual_unfreeze_every: float | None = field(
         default=None,
         metadata={"help": "--strategy partial: start with the head only and unfreeze one more top layer every E "
                           "epochs until K train (ULMFiT-style gradual unfreezing; one process only)."},
@@ -47,10 +47,11 @@ class StrategyArguments:
     lora_r: int = field(default=8, metadata={"help": "--strategy lora: rank r of the LoRA update matrices."})
     lora_alpha: int = field(default=16, metadata={"help": "--strategy lora: scaling alpha (update scaled by alpha/r)."})
     lora_dropout: float = field(default=0.1, metadata={"help": "--strategy lora: dropout on the LoRA input, [0, 1)."})
-    lora_target_modules: Optional[str] = field(
+    lora_target_modules: str | None = field(
         default=None,
         metadata={"help": "--strategy lora / ia3: comma-separated Linear modules of the encoder layers that get "
-                          "adapters, matched by name suffix (default lora: query,key,value,dense, i.e. every Linear of the layers; ia3: key,value,output.dense)."},
+                          "adapters, matched by name suffix (default lora: query,key,value,dense, i.e. every "
+                          "Linear of the layers; ia3: key,value,output.dense)."},
     )
     merge_adapter: bool = field(
         default=True,
@@ -87,21 +88,21 @@ class StrategyArguments:
 class DataArguments:
     """Where the labelled texts come from and how they are split and tokenized."""
 
-    dataset_name: Optional[str] = field(
+    dataset_name: str | None = field(
         default=None,
         metadata={"help": "A Hub dataset id, or an embedded offline dataset: builtin:trec6 | builtin:sms_spam | "
                           "builtin:movie_reviews. Leave unset to read --train_file."},
     )
-    dataset_config: Optional[str] = field(default=None, metadata={"help": "Configuration name of the Hub dataset."})
-    train_file: Optional[str] = field(default=None, metadata={"help": "Training file (.csv, .jsonl/.json, .parquet)."})
-    validation_file: Optional[str] = field(
+    dataset_config: str | None = field(default=None, metadata={"help": "Configuration name of the Hub dataset."})
+    train_file: str | None = field(default=None, metadata={"help": "Training file (.csv, .jsonl/.json, .parquet)."})
+    validation_file: str | None = field(
         default=None, metadata={"help": "Validation file; carved from the training data (seeded, stratified) if unset."}
     )
-    test_file: Optional[str] = field(
+    test_file: str | None = field(
         default=None, metadata={"help": "Test file; carved from the training data (seeded, stratified) if unset."}
     )
     text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
-    text_pair_column: Optional[str] = field(
+    text_pair_column: str | None = field(
         default=None, metadata={"help": "Optional second text column, for sentence-pair tasks."}
     )
     label_column: str = field(default="label", metadata={"help": "Column holding the label (string or integer)."})
@@ -112,10 +113,10 @@ class DataArguments:
         default=0.1, metadata={"help": "Fraction of the data carved out as test when no test split exists."}
     )
     split_seed: int = field(default=42, metadata={"help": "Seed of the carved splits and of sub-sampling."})
-    max_train_samples: Optional[int] = field(
+    max_train_samples: int | None = field(
         default=None, metadata={"help": "Keep at most this many training examples (seeded sample), for quick runs."}
     )
-    max_eval_samples: Optional[int] = field(
+    max_eval_samples: int | None = field(
         default=None, metadata={"help": "Keep at most this many validation and test examples (seeded sample)."}
     )
     max_length: int = field(default=128, metadata={"help": "Truncate tokenized inputs to this many tokens."})
@@ -145,7 +146,7 @@ class DataArguments:
 class NlpReuseTrainingArguments(TrainingArguments):
     """`TrainingArguments` with defaults suited to small classifiers on a laptop: no checkpoints, no trackers."""
 
-    output_dir: Optional[str] = field(
+    output_dir: str | None = field(
         default=None, metadata={"help": "Where the model folder and report.json are written (required)."}
     )
     num_train_epochs: float = field(default=3.0, metadata={"help": "Total number of training epochs."})
@@ -157,7 +158,7 @@ class NlpReuseTrainingArguments(TrainingArguments):
         default="no", metadata={"help": "Checkpoint strategy: no | steps | epoch. The final model is always saved."}
     )
     logging_steps: float = field(default=50, metadata={"help": "Log the training loss every N steps."})
-    report_to: Union[None, str, list[str]] = field(
+    report_to: None | str | list[str] = field(
         default="none", metadata={"help": "Experiment trackers to report to (none, tensorboard, wandb, ...)."}
     )
     overwrite_output_dir: bool = field(
@@ -311,7 +312,9 @@ class DistillScriptArguments:
             try:
                 self.student_config = json.loads(self.student_config)
             except json.JSONDecodeError as err:
-                raise ValueError(f"--student_config must be a JSON object, got {self.student_config!r} ({err}).")
+                raise ValueError(
+                    f"--student_config must be a JSON object, got {self.student_config!r} ({err})."
+                ) from err
         if self.student_config is not None and not isinstance(self.student_config, dict):
             raise ValueError(f"--student_config must be a JSON object, got {type(self.student_config).__name__}.")
         _check_choice("export", self.export, Export)

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from .config import DataArguments
-from .data_files import read_data_file
-from .errors import DataError, format_error
+from nlp_reuse.config import DataArguments
+from nlp_reuse.data_files import read_data_file
+from nlp_reuse.errors import DataError, format_error
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import torch
 import transformers
 from sklearn.metrics import accuracy_score, f1_score
 
-from .files import WEIGHT_FILES
-from .predict import eval_mode, predict_logits
+from nlp_reuse.files import WEIGHT_FILES
+from nlp_reuse.predict import eval_mode, predict_logits
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -6,7 +6,7 @@ Indices are those of `output_hidden_states`: 0 is the embedding output, i is the
 import torch
 from torch import nn
 
-from .errors import LayerMapError
+from nlp_reuse.errors import LayerMapError
 
 
 def uniform_layer_map(num_student_layers: int, num_teacher_layers: int,

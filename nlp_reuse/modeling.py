@@ -12,9 +12,9 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from .config import BUILTIN_TEACHER
-from .errors import ModelError, format_error
-from .files import TOKENIZER_FILES, listing, weight_files
+from nlp_reuse.config import BUILTIN_TEACHER
+from nlp_reuse.errors import ModelError, format_error
+from nlp_reuse.files import TOKENIZER_FILES, listing, weight_files
 
 logger = logging.getLogger(__name__)
 

@@ -13,25 +13,59 @@ import torch
 from accelerate import PartialState
 from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, Trainer, set_seed
 
-from .config import (
-    DataArguments, DistillationArguments, DistillScriptArguments, FinetuneArguments, NlpReuseTrainingArguments,
+from nlp_reuse import measurement_cache
+from nlp_reuse.config import (
+    DataArguments,
+    DistillationArguments,
+    DistillScriptArguments,
+    FinetuneArguments,
+    NlpReuseTrainingArguments,
 )
-from .data import describe, load_splits, tokenize_splits
-from .files import prepare_output_dir
-from .report import TEST_METRICS, DistillationSettings, FinetuneReport, ModelEntry, RunReport, TaskInfo
-from .runs import CHECKPOINTS, clear_run_artefacts, check_rerun, remove_empty_folders, resolve_resume, save_final
-from .evaluation import compute_metrics, environment, format_table, size_on_disk_mb, torch_latency_ms, write_json
-from .modeling import (
-    check_compatibility, classifier_labels, count_parameters, load_for_finetuning, load_student,
-    fit_max_length, load_teacher, load_tokenizer, num_layers, resolve_model_path, student_from_config, student_from_teacher_layers,
+from nlp_reuse.data import describe, load_splits, tokenize_splits
+from nlp_reuse.evaluation import (
+    compute_metrics,
+    environment,
+    format_table,
+    size_on_disk_mb,
+    torch_latency_ms,
+    write_json,
 )
-from .strategies import (
-    TrainingCost, apply_strategy, check_strategy_combination, finetune_features, measure_training, save_trained_model,
-    strategy_summary, strategy_trainer_kwargs,
+from nlp_reuse.files import prepare_output_dir
+from nlp_reuse.modeling import (
+    check_compatibility,
+    classifier_labels,
+    count_parameters,
+    fit_max_length,
+    load_for_finetuning,
+    load_student,
+    load_teacher,
+    load_tokenizer,
+    num_layers,
+    resolve_model_path,
+    student_from_config,
+    student_from_teacher_layers,
 )
-from . import measurement_cache
-from .teacher_cache import attach_teacher_logits, load_or_compute
-from .trainers import DistillationTrainer, resolve_teacher_dtype
+from nlp_reuse.report import TEST_METRICS, DistillationSettings, FinetuneReport, ModelEntry, RunReport, TaskInfo
+from nlp_reuse.runs import (
+    CHECKPOINTS,
+    check_rerun,
+    clear_run_artefacts,
+    remove_empty_folders,
+    resolve_resume,
+    save_final,
+)
+from nlp_reuse.strategies import (
+    TrainingCost,
+    apply_strategy,
+    check_strategy_combination,
+    finetune_features,
+    measure_training,
+    save_trained_model,
+    strategy_summary,
+    strategy_trainer_kwargs,
+)
+from nlp_reuse.teacher_cache import attach_teacher_logits, load_or_compute
+from nlp_reuse.trainers import DistillationTrainer, resolve_teacher_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +181,8 @@ def _task_entry(data_args: DataArguments, labels: list[str], splits) -> TaskInfo
                     num_validation=sizes["num_validation"], num_test=sizes["num_test"])
 
 
-def build_student(script: DistillScriptArguments, seed: int, teacher: PreTrainedModel, teacher_tokenizer, labels: list[str],
+def build_student(script: DistillScriptArguments, seed: int, teacher: PreTrainedModel, teacher_tokenizer,
+                  labels: list[str],
                   **model_kwargs) -> tuple[PreTrainedModel, object]:
     """The student named by the arguments, and its tokenizer (seeded, so a baseline gets the same init)."""
     set_seed(seed)
@@ -262,7 +297,7 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     write_json(out / "run_args.json", _run_args(data_args, args, script))
     print(format_table(report))
     if args.push_to_hub:
-        from .hub import push_from_training_args
+        from nlp_reuse.hub import push_from_training_args
 
         print(f"Pushed to {push_from_training_args(str(out), args)}")
     PartialState().wait_for_everyone()
@@ -304,8 +339,8 @@ def export_student(out: Path, export: str, args: DistillationArguments, splits,
 
     Returns the report entries of the artefacts and what the export decided (deliverable, guard, int8 op counts).
     """
-    from .compress import export_model
-    from .compress.benchmark import benchmark_folder, report_entry
+    from nlp_reuse.compress import export_model
+    from nlp_reuse.compress.benchmark import benchmark_folder, report_entry
 
     result = export_model(
         out / "student", out, quantization="dynamic" if export == "onnx_int8" else "none",

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
-from .predict import predict_logits
+from nlp_reuse.predict import predict_logits
 
 logger = logging.getLogger(__name__)
 

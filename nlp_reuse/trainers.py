@@ -14,14 +14,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .config import DistillationArguments
-from .layer_map import LayerProjector, parse_layer_map
-from .losses import attention_kl_loss, get_hidden_loss, kd_loss
-from .modeling import num_layers
-from .teacher_cache import LOGITS_COLUMN
+from nlp_reuse.config import DistillationArguments
+from nlp_reuse.layer_map import LayerProjector, parse_layer_map
+from nlp_reuse.losses import attention_kl_loss, get_hidden_loss, kd_loss
+from nlp_reuse.modeling import num_layers
+from nlp_reuse.teacher_cache import LOGITS_COLUMN
 
 PROJECTOR_FILE_NAME = "projector.safetensors"
 TEACHER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Distillation over several seeds: teacher vs KD student vs no-KD baseline, mean and spread.
 
-A checkout's entry point; installed users run `nlp-reuse benchmark-distill` (see nlp_reuse/commands/benchmark_distill.py).
+A checkout's entry point; installed users run `nlp-reuse benchmark-distill`
+(see nlp_reuse/commands/benchmark_distill.py).
 """
 
 import sys

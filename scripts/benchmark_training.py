@@ -22,7 +22,12 @@ from nlp_reuse.errors import USER_ERRORS, ConfigError, format_error
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's benchmarks/ folder
 from benchmarks.training_throughput import (  # noqa: E402
-    SHAPES, VARIANTS, BenchSpec, add_ratios, format_results, run_benchmark,
+    SHAPES,
+    VARIANTS,
+    BenchSpec,
+    add_ratios,
+    format_results,
+    run_benchmark,
 )
 
 

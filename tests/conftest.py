@@ -82,7 +82,7 @@ def build_tiny_bert(tokenizer_dir: Path, out: Path, num_layers: int = 4, hidden:
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     kwargs = {}
     if labels is not None:
-        kwargs = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
+        kwargs = {"id2label": dict(enumerate(labels)), "label2id": {name: i for i, name in enumerate(labels)}}
     config = BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=num_layers,
         num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=64, **kwargs, **config_kwargs,

@@ -29,7 +29,8 @@ def main(teacher_dir: str, data_dir: str, out_dir: str) -> None:
     student = student_from_config(teacher, {"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2,
                                             "intermediate_size": 32})
     args = DistillationArguments(
-        output_dir=str(out / "trainer"), hidden_loss_weight=1.0, use_cpu=True, ddp_find_unused_parameters=False, per_device_train_batch_size=4,
+        output_dir=str(out / "trainer"), hidden_loss_weight=1.0, use_cpu=True, ddp_find_unused_parameters=False,
+        per_device_train_batch_size=4,
         gradient_accumulation_steps=2, max_steps=4, learning_rate=1e-3, report_to="none", disable_tqdm=True, seed=0,
     )
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data["train"],
@@ -37,7 +38,8 @@ def main(teacher_dir: str, data_dir: str, out_dir: str) -> None:
     result = trainer.train()
     rank = trainer.args.process_index
     state = {f"student.{k}": v for k, v in trainer.accelerator.unwrap_model(trainer.model).state_dict().items()}
-    state.update({f"projector.{k}": v for k, v in trainer.accelerator.unwrap_model(trainer.projector).state_dict().items()})
+    projector = trainer.accelerator.unwrap_model(trainer.projector)
+    state.update({f"projector.{k}": v for k, v in projector.state_dict().items()})
     torch.save(state, out / f"rank{rank}.pt")
     (out / f"rank{rank}.json").write_text(json.dumps({
         "world_size": trainer.args.world_size, "distributed_type": str(trainer.accelerator.distributed_type),

@@ -211,9 +211,10 @@ def _make_handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 hub.requests.append(Request(method, url.path, self.headers.get("Authorization")))
                 if len(hub.requests) > MAX_REQUESTS:
                     return self._send(503, {"error": "stand-in request budget exhausted"})
-                for route_method, pattern, name in _ROUTES:
+                for route_method, pattern, route_name in _ROUTES:
                     match = pattern.match(url.path)
                     if route_method == method and match:
+                        name = route_name
                         break
                 else:
                     return self._send(404, {"error": f"stand-in has no route {method} {url.path}"})

@@ -41,7 +41,8 @@ def test_yaml_gives_defaults_and_cli_overrides(tmp_path):
 
 def test_unknown_yaml_key_is_an_error_with_a_suggestion(tmp_path):
     cfg = write_yaml(tmp_path, "dataset_name: builtin:trec6\ntemprature: 2.0\n")
-    with pytest.raises(ConfigError, match=r"Unknown key\(s\) in --config .*'temprature' \(did you mean temperature\?\)"):
+    with pytest.raises(ConfigError,
+                       match=r"Unknown key\(s\) in --config .*'temprature' \(did you mean temperature\?\)"):
         parse(["--config", cfg])
 
 
@@ -59,7 +60,8 @@ def test_unknown_cli_flag_is_an_error(tmp_path):
 @pytest.mark.parametrize("extra,message", [
     (["--alpha", "1.5"], r"--alpha must be in \[0.0, 1.0\], got 1.5"),
     (["--temperature", "0"], r"--temperature must be > 0, got 0.0"),
-    (["--student_config", '{"hidden_size": 16}'], r"exactly one student source.*'student_num_layers', 'student_config'"),
+    (["--student_config", '{"hidden_size": 16}'],
+     r"exactly one student source.*'student_num_layers', 'student_config'"),
     (["--hidden_loss_weight", "-1"], r"--hidden_loss_weight must be >= 0"),
 ])
 def test_range_checks(tmp_path, extra, message):

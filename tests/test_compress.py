@@ -11,13 +11,12 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
 
 from conftest import LABELS, build_tiny_bert, make_examples
+from nlp_reuse.compress.arguments import ExportArguments
 from nlp_reuse.compress.artifacts import check_model_dir, create_ort_session, load_classifier
-from nlp_reuse.files import prepare_output_dir
 from nlp_reuse.compress.labels import encode_labels
 from nlp_reuse.compress.low_rank import LowRankLinear, apply_low_rank, break_even_rank, save_low_rank_model
 from nlp_reuse.compress.onnx_export import OnnxClassifier, export_onnx, onnx_logits, optimize_onnx, torch_logits
 from nlp_reuse.compress.pipeline import export_model
-from nlp_reuse.compress.arguments import ExportArguments
 from nlp_reuse.compress.prune import (
     compute_head_importance,
     magnitude_prune,
@@ -35,6 +34,7 @@ from nlp_reuse.compress.quantize import (
     quantize_dynamic,
     quantize_static,
 )
+from nlp_reuse.files import prepare_output_dir
 
 # Mixed lengths so padding and attention masks are exercised.
 TEXTS = [r["text"] for r in make_examples(9, seed=7)] + ["good", "the movie was really quite awful and boring " * 3]

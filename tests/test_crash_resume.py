@@ -50,7 +50,8 @@ def case_flags(case: str, teacher: Path, data: Path, out: Path, cache: Path) -> 
             "--validation_file", str(data / "validation.jsonl"), "--test_file", str(data / "test.jsonl"),
             "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--max_length", "16",
             "--save_strategy", "steps", "--save_steps", "2", "--logging_steps", "1", "--latency_samples", "1",
-            "--disable_tqdm", "true", "--seed", "7", "--learning_rate", "1e-3", *[f.format(cache=cache) for f in CASES[case]]]
+            "--disable_tqdm", "true", "--seed", "7", "--learning_rate", "1e-3",
+            *[f.format(cache=cache) for f in CASES[case]]]
 
 
 def _kill_after_checkpoint_2(children: dict[str, tuple[subprocess.Popen, Path]], timeout: float = 180.0) -> None:

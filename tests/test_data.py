@@ -100,7 +100,8 @@ def test_unsupported_suffix(tmp_path):
 
 
 def test_missing_column_lists_found_columns(tiny_data_dir):
-    with pytest.raises(DataError, match=r"no column 'sentence' \(the text column\).*\['text', 'label'\].*--text_column"):
+    with pytest.raises(DataError,
+                       match=r"no column 'sentence' \(the text column\).*\['text', 'label'\].*--text_column"):
         load_splits(args(train_file=str(tiny_data_dir / "train.jsonl"), text_column="sentence"))
 
 

@@ -8,7 +8,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from conftest import build_tiny_bert
 from nlp_reuse.evaluation import (
-    classification_metrics, format_seed_table, format_table, measure_latency, size_on_disk_mb, summarize_seeds,
+    classification_metrics,
+    format_seed_table,
+    format_table,
+    measure_latency,
+    size_on_disk_mb,
+    summarize_seeds,
     torch_predictor,
 )
 from nlp_reuse.predict import predict_logits
@@ -103,5 +108,5 @@ def test_format_table_rows():
     text = format_table(_report(0.9, 0.88, 0.86))
     lines = text.splitlines()
     assert lines[0].split() == ["model", "layers", "params", "size", "MB", "accuracy", "macro-F1", "latency", "ms"]
-    assert [l.split()[0] for l in lines[2:5]] == ["teacher", "student", "baseline"]
+    assert [line.split()[0] for line in lines[2:5]] == ["teacher", "student", "baseline"]
     assert "retention (student / teacher accuracy): 0.9778" in text

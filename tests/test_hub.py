@@ -13,14 +13,21 @@ from urllib.parse import urlsplit
 import pytest
 import torch
 import yaml
-from conftest import build_tiny_bert
+from hub_standin import HubStandIn
 from huggingface_hub import HfApi, ModelCard, constants
 from huggingface_hub.utils import close_session
-from hub_standin import HubStandIn
 
+from conftest import build_tiny_bert
 from nlp_reuse.hub import (
-    BUILTIN_DATASETS, default_commit_message, describe_folder, load_run_report, prepare_upload_folder,
-    push_from_training_args, push_to_hub, render_model_card, resolve_base_model,
+    BUILTIN_DATASETS,
+    default_commit_message,
+    describe_folder,
+    load_run_report,
+    prepare_upload_folder,
+    push_from_training_args,
+    push_to_hub,
+    render_model_card,
+    resolve_base_model,
 )
 from nlp_reuse.redact import REDACTED, scrub_secrets
 
@@ -61,7 +68,8 @@ def distill_run(tiny_teacher_dir, tiny_data_dir, tmp_path_factory) -> Path:
     script = DistillScriptArguments(teacher_model_name_or_path=str(teacher), student_num_layers=2, run_baseline=True)
     args = DistillationArguments(output_dir=str(run), num_train_epochs=1, per_device_train_batch_size=16,
                                  latency_samples=3, disable_tqdm=True, hub_token=TOKEN, hub_model_id=REPO)
-    run_distillation(data_args, script, args, command=f"python scripts/distill.py --output_dir {run} --hub_token {TOKEN}")
+    run_distillation(data_args, script, args,
+                     command=f"python scripts/distill.py --output_dir {run} --hub_token {TOKEN}")
 
     validation = [json.loads(line) for line in (tiny_data_dir / "validation.jsonl").read_text().splitlines()]
     export = export_model(run / "student", run, validation_texts=[r["text"] for r in validation],

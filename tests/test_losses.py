@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from nlp_reuse.losses import (
-    attention_kl_loss, get_hidden_loss, hard_ce_loss, hidden_cosine_loss, hidden_mse_loss, kd_kl_loss, kd_loss,
+    attention_kl_loss,
+    get_hidden_loss,
+    hard_ce_loss,
+    hidden_cosine_loss,
+    hidden_mse_loss,
+    kd_kl_loss,
+    kd_loss,
 )
 
 

@@ -9,8 +9,15 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Bert
 from conftest import build_tiny_bert
 from nlp_reuse.layer_map import LayerMapError, LayerProjector, parse_layer_map
 from nlp_reuse.modeling import (
-    ModelError, check_compatibility, encoder_layers, evenly_spaced_layers, load_student, load_teacher, load_tokenizer,
-    student_from_config, student_from_teacher_layers,
+    ModelError,
+    check_compatibility,
+    encoder_layers,
+    evenly_spaced_layers,
+    load_student,
+    load_teacher,
+    load_tokenizer,
+    student_from_config,
+    student_from_teacher_layers,
 )
 
 
@@ -42,7 +49,8 @@ def test_student_from_teacher_layers_copies_weights(teacher):
     for s_index, t_index in enumerate([0, 3]):
         for (name, p_s), p_t in zip(s_layers[s_index].named_parameters(), t_layers[t_index].parameters()):
             assert torch.equal(p_s, p_t), name
-    torch.testing.assert_close(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(student.bert.embeddings.word_embeddings.weight,
+                               teacher.bert.embeddings.word_embeddings.weight)
     torch.testing.assert_close(student.classifier.weight, teacher.classifier.weight)
     assert student.config.id2label == teacher.config.id2label
     assert all(p.requires_grad for p in student.parameters())  # the copy is trainable, the teacher is not
@@ -72,7 +80,7 @@ def test_encoder_without_a_trained_head_is_refused(tiny_tokenizer_dir, tmp_path)
     labels = ["negative", "neutral", "positive"]
     config = BertConfig(vocab_size=AutoTokenizer.from_pretrained(tiny_tokenizer_dir).vocab_size, hidden_size=16,
                         num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+                        id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
     BertModel(config).save_pretrained(tmp_path / "encoder")
     with pytest.raises(ModelError, match=r"not a trained classifier: .*missing and randomly initialised "
                                          r"\(classifier\.bias, classifier\.weight\).*Fine-tune it first"):

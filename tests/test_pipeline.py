@@ -9,7 +9,6 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from conftest import build_tiny_bert
-
 from nlp_reuse.commands import distill, finetune
 
 FAST = ["--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--latency_samples", "3",
@@ -94,7 +93,8 @@ def test_token_is_not_written(distilled):
 def test_refuses_non_empty_output_dir_and_keeps_its_files(finetuned, tiny_data_dir, tmp_path):
     teacher, _ = finetuned
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match=r"is not empty; refusing(?s:.*)found:    notes.txt(?s:.*)--overwrite_output_dir true"):
+    with pytest.raises(FileExistsError,
+                       match=r"is not empty; refusing(?s:.*)found:    notes.txt(?s:.*)--overwrite_output_dir true"):
         distill.main(["--teacher_model_name_or_path", str(teacher), "--output_dir", str(tmp_path),
                       "--student_num_layers", "2", *data_flags(tiny_data_dir), *FAST])
     assert (tmp_path / "notes.txt").read_text() == "mine"
@@ -171,7 +171,8 @@ def test_an_interrupted_run_is_resumed_not_blocked(finetuned, tiny_data_dir, tmp
              "--student_num_layers", "2", "--save_strategy", "steps", "--save_steps", "2", "--logging_steps", "1",
              *data_flags(tiny_data_dir), *FAST]
     distill.main(flags)
-    assert sorted(p.name for p in (run / "checkpoints" / "student").iterdir()) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    checkpoints = sorted(p.name for p in (run / "checkpoints" / "student").iterdir())
+    assert checkpoints == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
     assert (run / "student" / "model.safetensors").is_file() and not list((run / "student").glob("checkpoint-*"))
     for name in ("report.json", "run_args.json", "student", "checkpoints/student/checkpoint-4",
                  "checkpoints/student/checkpoint-6"):

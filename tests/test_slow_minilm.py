@@ -1,10 +1,8 @@
 """The real embedded MiniLM-L6 teacher on real TREC-6 questions, end to end (minutes on CPU: marked slow)."""
 
 import json
-from pathlib import Path
 
 import pytest
-
 
 
 @pytest.mark.slow

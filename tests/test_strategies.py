@@ -14,18 +14,25 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
 
 from conftest import LABELS, build_tiny_bert
+from nlp_reuse.commands import compare_strategies, distill, finetune
 from nlp_reuse.config import DataArguments, DistillationArguments, FinetuneArguments
 from nlp_reuse.data import load_splits, tokenize_splits
 from nlp_reuse.modeling import load_for_finetuning, load_teacher, student_from_config, student_from_teacher_layers
-from nlp_reuse.strategies import (
-    FeatureClassifier, GradualUnfreezingCallback, StrategyError, apply_strategy, extract_features,
-    fit_feature_classifier, layerwise_param_groups, save_trained_model, strategy_trainer_kwargs,
-)
 from nlp_reuse.predict import predict_logits
+from nlp_reuse.strategies import (
+    FeatureClassifier,
+    GradualUnfreezingCallback,
+    StrategyError,
+    apply_strategy,
+    extract_features,
+    fit_feature_classifier,
+    layerwise_param_groups,
+    save_trained_model,
+    strategy_trainer_kwargs,
+)
 from nlp_reuse.trainers import DistillationTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
-from nlp_reuse.commands import compare_strategies, distill, finetune
 
 FAST = ["--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--latency_samples", "2",
         "--disable_tqdm", "true", "--max_length", "16", "--use_cpu", "true", "--report_to", "none"]

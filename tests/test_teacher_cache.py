@@ -124,7 +124,8 @@ def test_compiled_path_trains(setup, tmp_path):
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     result = trainer.train()
     assert torch.isfinite(torch.tensor(result.training_loss))
-    assert any(not torch.equal(v, before[k]) for k, v in trainer.accelerator.unwrap_model(trainer.model).state_dict().items())
+    after = trainer.accelerator.unwrap_model(trainer.model).state_dict()
+    assert any(not torch.equal(v, before[k]) for k, v in after.items())
 
 
 def test_distill_pipeline_reuses_the_cache(setup, tiny_data_dir, tmp_path):

@@ -8,7 +8,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is a folder of the checkout, not installed
 from benchmarks.training_throughput import (  # noqa: E402
-    BenchSpec, add_ratios, format_results, run_benchmark, run_variant,
+    BenchSpec,
+    add_ratios,
+    format_results,
+    run_benchmark,
+    run_variant,
 )
 
 

@@ -15,7 +15,12 @@ import json
 from nlp_reuse.cli import make_parser, parse_args
 from nlp_reuse.compress.arguments import BenchmarkArguments
 from nlp_reuse.compress.benchmark import (
-    benchmark_paths, format_markdown_table, run_benchmark, set_num_threads, speedup_summary, write_benchmark,
+    benchmark_paths,
+    format_markdown_table,
+    run_benchmark,
+    set_num_threads,
+    speedup_summary,
+    write_benchmark,
 )
 from nlp_reuse.compress.labels import model_label_names, split_texts
 from nlp_reuse.config import DataArguments

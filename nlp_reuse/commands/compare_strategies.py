@@ -16,7 +16,6 @@ Example:
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from nlp_reuse.cli import command_line, make_parser, parse_args
 from nlp_reuse.config import STRATEGIES, DataArguments, FinetuneArguments
@@ -32,7 +31,7 @@ class CompareArguments:
         default="full,head_only,partial,lora,features",
         metadata={"help": f"Comma-separated strategies to run, in table order; any of {', '.join(STRATEGIES)}."},
     )
-    strategy_learning_rates: Optional[str] = field(
+    strategy_learning_rates: str | None = field(
         default=None,
         metadata={"help": "Per-strategy learning rates that replace --learning_rate, e.g. head_only=1e-3,lora=5e-4 "
                           "(frozen encoders and adapters usually want a larger rate than full fine-tuning)."},

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nlp_reuse.errors import ConfigError, format_error
 from nlp_reuse.compress.onnx_export import OPTIMIZATION_LEVELS
+from nlp_reuse.errors import ConfigError, format_error
 
 
 def _fraction(name: str, value: float, low_open: bool = False, high_open: bool = True) -> None:

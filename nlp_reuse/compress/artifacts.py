@@ -15,6 +15,7 @@ from typing import Any
 
 from nlp_reuse.errors import ModelError, format_error
 from nlp_reuse.files import LOW_RANK_INFO_NAME, LOW_RANK_WEIGHTS_NAME, listing
+
 # The package's one tokenizer loader, re-exported for the compression steps (nlp_reuse.compress.load_tokenizer).
 from nlp_reuse.modeling import check_tokenizer_files, check_weight_files, load_tokenizer
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nlp_reuse.files import LOW_RANK_INFO_NAME, LOW_RANK_WEIGHTS_NAME
 from nlp_reuse.errors import ModelError, format_error
+from nlp_reuse.files import LOW_RANK_INFO_NAME, LOW_RANK_WEIGHTS_NAME
 
 logger = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from nlp_reuse.compress.artifacts import (
     load_classifier,
     write_compression_info,
 )
+from nlp_reuse.compress.labels import encode_labels
 from nlp_reuse.compress.low_rank import apply_low_rank, save_low_rank_model
 from nlp_reuse.compress.onnx_export import OPTIMIZATION_LEVELS, check_onnx_parity, export_onnx, optimize_onnx
 from nlp_reuse.compress.prune import (
@@ -45,11 +46,10 @@ from nlp_reuse.compress.quantize import (
     quantize_dynamic,
     quantize_static,
 )
-from nlp_reuse.compress.labels import encode_labels
-from nlp_reuse.evaluation import size_on_disk_mb
-from nlp_reuse.modeling import count_parameters
 from nlp_reuse.errors import ModelError
+from nlp_reuse.evaluation import size_on_disk_mb
 from nlp_reuse.files import prepare_output_dir
+from nlp_reuse.modeling import count_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +322,8 @@ def export_model(
             output_dir=str(output), deliverable=final(deliverable), deliverable_kind=kind, onnx_dir=final(onnx_dir),
             quantized_dir=final(quantized_dir) if quantized_dir else None,
             pytorch_dir=final(pytorch_dir) if pytorch_dir else None, quantization=quantization, isa=used_isa,
-            optimization=optimize, quantized_from_optimization=quantize_optimization, parity_max_abs_diff=parity, sizes_mb=sizes, params=params,
+            optimization=optimize, quantized_from_optimization=quantize_optimization, parity_max_abs_diff=parity,
+            sizes_mb=sizes, params=params,
             guard=guard.to_dict() if guard else None, guard_triggered=bool(guard and guard.triggered),
             quantized_ops=ops, recovery_epochs=recovery_epochs,
             settings={"model_dir": str(model_dir), "calibration_method": calibration_method,

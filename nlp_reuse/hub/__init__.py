@@ -12,13 +12,26 @@ arguments without loading the publishing code.
 """
 
 from nlp_reuse.hub.card import (
-    BUILTIN_DATASETS, BUILTIN_MODELS, DEFAULT_EXAMPLE, TEMPLATE_RESOURCE, describe_dataset, read_card_template,
-    render_model_card, resolve_base_model,
+    BUILTIN_DATASETS,
+    BUILTIN_MODELS,
+    DEFAULT_EXAMPLE,
+    TEMPLATE_RESOURCE,
+    describe_dataset,
+    read_card_template,
+    render_model_card,
+    resolve_base_model,
 )
 from nlp_reuse.hub.run_folder import ONNX_SUBFOLDERS, load_run_report, onnx_folders, student_dir
 from nlp_reuse.hub.upload import (
-    CONFIG_AND_TOKENIZER_PATTERNS, ONNX_SIDE_FILE_PATTERNS, RECORD_FILES, check_repo_id, default_commit_message,
-    describe_folder, prepare_upload_folder, push_from_training_args, push_to_hub,
+    CONFIG_AND_TOKENIZER_PATTERNS,
+    ONNX_SIDE_FILE_PATTERNS,
+    RECORD_FILES,
+    check_repo_id,
+    default_commit_message,
+    describe_folder,
+    prepare_upload_folder,
+    push_from_training_args,
+    push_to_hub,
 )
 from nlp_reuse.redact import REDACTED, scrub_secrets
 

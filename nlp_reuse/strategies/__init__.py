@@ -13,19 +13,41 @@ One module per concern:
 Everything the rest of the package imports is re-exported here.
 """
 
-from ..errors import StrategyError
-from ..predict import predict_logits
-from .adapters import DEFAULT_TARGET_MODULES, PEFT_STRATEGIES, adapter_targets, attach_adapter, target_module_names
-from .cost import TrainingCost, format_strategy_table, measure_training, strategy_row, strategy_summary
-from .features import (
-    FEATURES_CONFIG, FEATURES_WEIGHTS, FeatureClassifier, extract_features, finetune_features, fit_feature_classifier,
-    load_encoder, mean_pool,
+from nlp_reuse.errors import StrategyError
+from nlp_reuse.predict import predict_logits
+from nlp_reuse.strategies.adapters import (
+    DEFAULT_TARGET_MODULES,
+    PEFT_STRATEGIES,
+    adapter_targets,
+    attach_adapter,
+    target_module_names,
 )
-from .freezing import (
-    AppliedStrategy, GradualUnfreezingCallback, apply_strategy, check_strategy_combination, save_trained_model,
+from nlp_reuse.strategies.cost import (
+    TrainingCost,
+    format_strategy_table,
+    measure_training,
+    strategy_row,
+    strategy_summary,
 )
-from .param_groups import layerwise_param_groups, strategy_trainer_kwargs
-from .parts import head_modules, top_layers
+from nlp_reuse.strategies.features import (
+    FEATURES_CONFIG,
+    FEATURES_WEIGHTS,
+    FeatureClassifier,
+    extract_features,
+    finetune_features,
+    fit_feature_classifier,
+    load_encoder,
+    mean_pool,
+)
+from nlp_reuse.strategies.freezing import (
+    AppliedStrategy,
+    GradualUnfreezingCallback,
+    apply_strategy,
+    check_strategy_combination,
+    save_trained_model,
+)
+from nlp_reuse.strategies.param_groups import layerwise_param_groups, strategy_trainer_kwargs
+from nlp_reuse.strategies.parts import head_modules, top_layers
 
 __all__ = [
     "DEFAULT_TARGET_MODULES", "FEATURES_CONFIG", "FEATURES_WEIGHTS", "PEFT_STRATEGIES", "AppliedStrategy",

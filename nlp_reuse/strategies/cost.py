@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import StrategyArguments
-from .adapters import PEFT_STRATEGIES, target_module_names
+from nlp_reuse.config import StrategyArguments
+from nlp_reuse.strategies.adapters import PEFT_STRATEGIES, target_module_names
 
 logger = logging.getLogger(__name__)
 

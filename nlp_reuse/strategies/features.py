@@ -12,10 +12,10 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ..errors import StrategyError
-from ..modeling import count_parameters, resolve_model_path
-from ..predict import predict_logits
-from .cost import TrainingCost, measure_training
+from nlp_reuse.errors import StrategyError
+from nlp_reuse.modeling import count_parameters, resolve_model_path
+from nlp_reuse.predict import predict_logits
+from nlp_reuse.strategies.cost import TrainingCost, measure_training
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def finetune_features(args, tokenized, labels: list[str], tokenizer,
     """
     from transformers import DataCollatorWithPadding
 
-    from ..evaluation import classification_metrics
+    from nlp_reuse.evaluation import classification_metrics
 
     collator = DataCollatorWithPadding(tokenizer)
     encoder = load_encoder(args.model_name_or_path)

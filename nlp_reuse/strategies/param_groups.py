@@ -6,10 +6,10 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.trainer_pt_utils import get_parameter_names
 
-from ..errors import StrategyError
-from ..modeling import encoder_layers
-from .freezing import AppliedStrategy, GradualUnfreezingCallback
-from .parts import head_modules
+from nlp_reuse.errors import StrategyError
+from nlp_reuse.modeling import encoder_layers
+from nlp_reuse.strategies.freezing import AppliedStrategy, GradualUnfreezingCallback
+from nlp_reuse.strategies.parts import head_modules
 
 # The same patterns as Trainer.get_decay_parameter_names: no weight decay on biases and norms.
 _NO_DECAY = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]

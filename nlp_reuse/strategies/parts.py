@@ -7,8 +7,8 @@ pooler when it has one (BERT's pooler feeds only the classifier).
 from torch import nn
 from transformers import PreTrainedModel
 
-from ..errors import StrategyError
-from ..modeling import encoder_layers
+from nlp_reuse.errors import StrategyError
+from nlp_reuse.modeling import encoder_layers
 
 
 def head_modules(model: PreTrainedModel) -> dict[str, nn.Module]:
