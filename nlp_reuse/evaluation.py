@@ -14,6 +14,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from nlp_reuse.files import WEIGHT_FILES
 from nlp_reuse.predict import eval_mode, predict_logits
+from nlp_reuse.tables import render_table
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -112,17 +113,15 @@ def report_rows(report: dict) -> list[tuple[str, dict]]:
 def format_table(report: dict) -> str:
     """The report as an aligned text table: one row per model."""
     header = ("model", "layers", "params", "size MB", "accuracy", "macro-F1", "latency ms")
-    lines = [header]
+    rows = []
     for name, entry in report_rows(report):
         test = entry.get("test", {})
-        lines.append((
+        rows.append((
             name, str(entry.get("num_layers", "-")), f"{entry.get('params', 0) / 1e6:.1f}M",
             f"{entry['size_mb']:.1f}", f"{test.get('accuracy', float('nan')):.4f}",
             f"{test.get('macro_f1', float('nan')):.4f}", f"{entry.get('latency_ms', float('nan')):.2f}",
         ))
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in lines]
-    out.insert(1, "  ".join("-" * w for w in widths))
+    out = [render_table(header, rows)]
     if "retention" in report:
         out.append(f"retention (student / teacher accuracy): {report['retention']:.4f}")
     return "\n".join(out)
@@ -152,15 +151,12 @@ def summarize_seeds(reports: dict[int, dict]) -> dict:
 def format_seed_table(reports: dict[int, dict], summary: dict) -> str:
     """Per-seed accuracies, then mean ± std, as a Markdown table."""
     names = list(summary["models"])
-    lines = ["| seed | " + " | ".join(f"{n} acc" for n in names) + " | retention |",
-             "|---|" + "---|" * (len(names) + 1)]
-    for seed in summary["seeds"]:
-        r = reports[seed]
-        lines.append(f"| {seed} | " + " | ".join(f"{r[n]['test']['accuracy']:.4f}" for n in names)
-                     + f" | {r['retention']:.4f} |")
-    lines.append("| mean ± std | " + " | ".join(
-        f"{summary['models'][n]['accuracy']['mean']:.4f} ± {summary['models'][n]['accuracy']['std']:.4f}"
-        for n in names) + f" | {summary['retention']['mean']:.4f} ± {summary['retention']['std']:.4f} |")
+    rows = [(str(seed), *(f"{reports[seed][n]['test']['accuracy']:.4f}" for n in names),
+             f"{reports[seed]['retention']:.4f}") for seed in summary["seeds"]]
+    rows.append(("mean ± std", *(f"{summary['models'][n]['accuracy']['mean']:.4f} ± "
+                                 f"{summary['models'][n]['accuracy']['std']:.4f}" for n in names),
+                 f"{summary['retention']['mean']:.4f} ± {summary['retention']['std']:.4f}"))
+    lines = [render_table(("seed", *(f"{n} acc" for n in names), "retention"), rows, markdown=True)]
     if "kd_gain_over_baseline" in summary:
         gain = summary["kd_gain_over_baseline"]
         lines.append(f"\nKD student - baseline accuracy: {gain['mean'] * 100:+.2f} ± {gain['std'] * 100:.2f} points; "

@@ -27,6 +27,7 @@ from nlp_reuse.evaluation import classification_metrics, environment, measure_la
 from nlp_reuse.files import LOW_RANK_INFO_NAME
 from nlp_reuse.modeling import count_parameters
 from nlp_reuse.predict import predict_logits
+from nlp_reuse.tables import render_table
 
 logger = logging.getLogger(__name__)
 
@@ -187,10 +188,8 @@ _COLUMNS = [("name", "model", "{}"), ("variant", "variant", "{}"), ("accuracy", 
 
 def format_markdown_table(rows: Sequence[BenchmarkRow]) -> str:
     """The benchmark rows as one Markdown table."""
-    header = "| " + " | ".join(title for _, title, _ in _COLUMNS) + " |"
-    rule = "|" + "|".join("---" for _ in _COLUMNS) + "|"
-    body = ["| " + " | ".join(fmt.format(getattr(r, key)) for key, _, fmt in _COLUMNS) + " |" for r in rows]
-    return "\n".join([header, rule, *body])
+    return render_table([title for _, title, _ in _COLUMNS],
+                        [[fmt.format(getattr(r, key)) for key, _, fmt in _COLUMNS] for r in rows], markdown=True)
 
 
 def plot_accuracy_vs_latency(rows: Sequence[BenchmarkRow], path: str | Path) -> Path:

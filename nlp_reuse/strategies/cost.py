@@ -15,6 +15,7 @@ import torch
 
 from nlp_reuse.config import StrategyArguments
 from nlp_reuse.strategies.adapters import PEFT_STRATEGIES, target_module_names
+from nlp_reuse.tables import render_table
 
 logger = logging.getLogger(__name__)
 
@@ -101,17 +102,10 @@ def format_strategy_table(rows: list[dict], markdown: bool = False) -> str:
     """The comparison as an aligned text table, or as a Markdown table."""
     header = ("strategy", "trainable params", "trainable %", "train time s", "peak MB", "learning rate",
               "accuracy", "macro-F1", "latency ms")
-    cells = [header] + [(
+    cells = [(
         r["strategy"], f"{r['trainable_params']:,}", f"{100 * r['trainable_fraction']:.2f}",
         f"{r['train_runtime_s']:.1f}", f"{r['peak_memory_mb']:.0f}",
         "-" if r["learning_rate"] is None else f"{r['learning_rate']:g}", f"{r['accuracy']:.4f}",
         f"{r['macro_f1']:.4f}", f"{r['latency_ms']:.2f}",
     ) for r in rows]
-    if markdown:
-        lines = ["| " + " | ".join(row) + " |" for row in cells]
-        lines.insert(1, "|" + "---|" * len(header))
-        return "\n".join(lines)
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(header, cells, markdown)
