@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nlp_reuse.errors import ModelError, format_error
-from nlp_reuse.files import LOW_RANK_INFO_NAME, LOW_RANK_WEIGHTS_NAME, listing
+from nlp_reuse.files import LOW_RANK_INFO_NAME, listing, weight_files
 
 # The package's one tokenizer loader, re-exported for the compression steps (nlp_reuse.compress.load_tokenizer).
 from nlp_reuse.modeling import check_tokenizer_files, check_weight_files, load_tokenizer
@@ -53,8 +53,7 @@ def check_model_dir(model_dir: str | Path) -> Path:
             "fine-tune it first (scripts/finetune.py), or load it with AutoModelForSequenceClassification."
             "from_pretrained(path, num_labels=N) and save_pretrained() the result",
         ))
-    weights = [folder / n for n in ("model.safetensors", "pytorch_model.bin", LOW_RANK_WEIGHTS_NAME)]
-    if not any(w.is_file() for w in weights) and not list(folder.glob("model-*.safetensors")):
+    if not [w for w in weight_files(folder) if w.suffix != ".onnx"]:
         raise FileNotFoundError(format_error(
             f"{folder} has no model weights.", "model.safetensors (or pytorch_model.bin)",
             listing(folder), "save the model with model.save_pretrained(folder)",
