@@ -1,6 +1,7 @@
 """Measurements: test metrics (offline, scikit-learn), CPU latency, size on disk, and the printed report table."""
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -95,8 +96,11 @@ def environment() -> dict:
 
 
 def write_json(path: str | Path, payload: dict) -> Path:
+    """Write `payload` to `path` atomically: a kill leaves the previous file or the new one, never half of one."""
     path = Path(path)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    os.replace(staging, path)
     return path
 
 

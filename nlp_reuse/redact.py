@@ -71,6 +71,6 @@ def ensure_no_secret(folder: str | Path, secrets: Iterable[str]) -> None:
         if any(secret in data for secret in encoded):
             raise NlpReuseError(format_error(
                 f"A Hub token is inside {path.relative_to(folder)}; nothing was uploaded.",
-                "no Hub token in the upload folder", f"the token in {path}",
+                "no Hub token in the upload folder", f"the token in {path.relative_to(folder)}",
                 "remove the token from that file in the run folder",
             ))

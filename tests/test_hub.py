@@ -18,6 +18,7 @@ from huggingface_hub import HfApi, ModelCard, constants
 from huggingface_hub.utils import close_session
 
 from conftest import build_tiny_bert
+from nlp_reuse.errors import NlpReuseError
 from nlp_reuse.hub import (
     BUILTIN_DATASETS,
     default_commit_message,
@@ -569,3 +570,16 @@ def test_base_model_of_a_relative_local_teacher_does_not_depend_on_the_working_d
     assert resolve_base_model("runs/teacher") == "sentence-transformers/all-MiniLM-L6-v2"
     monkeypatch.chdir(tmp_path.parent)  # elsewhere the relative path means something else; local_path does not
     assert resolve_base_model(str(teacher.resolve())) == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_a_token_in_a_shipped_file_leaves_no_upload_folder_behind(distill_run, tmp_path):
+    """The token check runs on the staged folder: a refused upload leaves no folder (and no copy of the token)."""
+    run = tmp_path / "run"
+    shutil.copytree(distill_run, run)
+    config = json.loads((run / "student" / "config.json").read_text())
+    (run / "student" / "config.json").write_text(json.dumps({**config, "note": f"pushed with {TOKEN}"}))
+    with pytest.raises(NlpReuseError, match=r"A Hub token is inside config.json; nothing was uploaded"):
+        prepare_upload_folder(run, tmp_path / "upload", repo_id=REPO, token=TOKEN)
+    assert not (tmp_path / "upload").exists() and not list(tmp_path.glob(".upload*"))
+    outside_the_run = [p for p in tmp_path.rglob("*") if p.is_file() and run not in p.parents]
+    assert [p for p in outside_the_run if TOKEN.encode() in p.read_bytes()] == []

@@ -89,18 +89,29 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: 
     card = render_model_card(run_dir, repo_id=repo_id, **card_kwargs)
     secrets = known_secrets(token)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _copy_matching(student, out_dir, SAFETENSORS_WEIGHTS + CONFIG_AND_TOKENIZER_PATTERNS)
-    for name, onnx_file in onnx.items():
-        _copy_matching(run_dir / name, out_dir / name, ONNX_SIDE_FILE_PATTERNS + CONFIG_AND_TOKENIZER_PATTERNS,
-                       renames={onnx_file.name: ONNX_SUBFOLDERS[name]})
-    (out_dir / "README.md").write_text(scrub_text(card, secrets))
-    for name in RECORD_FILES:
-        if (run_dir / name).is_file():
-            # As the run wrote it, not re-serialised from a RunReport.
-            record = scrub_secrets(read_json_object(run_dir / name), secrets)
-            (out_dir / name).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-    ensure_no_secret(out_dir, secrets)
+    # Built beside its final name and renamed in when complete and checked: a killed run or a found token leaves
+    # no half-written folder, and no file holding the token, under the name the user gave.
+    stage = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        _copy_matching(student, stage, SAFETENSORS_WEIGHTS + CONFIG_AND_TOKENIZER_PATTERNS)
+        for name, onnx_file in onnx.items():
+            _copy_matching(run_dir / name, stage / name, ONNX_SIDE_FILE_PATTERNS + CONFIG_AND_TOKENIZER_PATTERNS,
+                           renames={onnx_file.name: ONNX_SUBFOLDERS[name]})
+        (stage / "README.md").write_text(scrub_text(card, secrets))
+        for name in RECORD_FILES:
+            if (run_dir / name).is_file():
+                # As the run wrote it, not re-serialised from a RunReport.
+                record = scrub_secrets(read_json_object(run_dir / name), secrets)
+                (stage / name).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+        ensure_no_secret(stage, secrets)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        out_dir.rmdir()  # empty, checked above
+    stage.rename(out_dir)
     return sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
 
 
