@@ -13,10 +13,15 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 
 import json  # noqa: E402
 import random  # noqa: E402
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hub_standin import HubStandIn  # noqa: E402
+from hub_support import REPO, TEACHER_COMMAND, TOKEN, TREC6  # noqa: E402
+from huggingface_hub import constants  # noqa: E402
+from huggingface_hub.utils import close_session  # noqa: E402
 
 LABELS = ["negative", "neutral", "positive"]
 _WORDS = {
@@ -107,3 +112,102 @@ def tiny_data_dir(tmp_path_factory) -> Path:
     write_jsonl(out / "validation.jsonl", make_examples(12, seed=2))
     write_jsonl(out / "test.jsonl", make_examples(12, seed=3))
     return out
+
+
+# ------------------------------------------------------------------- publishing (test_hub_card, test_hub_upload)
+
+
+@pytest.fixture(scope="session")
+def distill_run(tiny_teacher_dir, tiny_data_dir, tmp_path_factory) -> Path:
+    """A real tiny run of nlp_reuse.pipeline.run_distillation exported by nlp_reuse.compress (ONNX fp32 and int8),
+    with the clutter a trainer leaves around (checkpoints, training_args.bin) and a token a careless writer left."""
+    from nlp_reuse.compress.pipeline import export_model
+    from nlp_reuse.config import DataArguments, DistillationArguments, DistillScriptArguments
+    from nlp_reuse.pipeline import run_distillation
+
+    root = tmp_path_factory.mktemp("distill_run")
+    teacher = Path(shutil.copytree(tiny_teacher_dir, root / "teacher"))
+    (teacher / "report.json").write_text(json.dumps({"model": {"name_or_path": "builtin:minilm"},
+                                                     "command": TEACHER_COMMAND}))
+    run = root / "run"
+    data_args = DataArguments(train_file=str(tiny_data_dir / "train.jsonl"),
+                              validation_file=str(tiny_data_dir / "validation.jsonl"),
+                              test_file=str(tiny_data_dir / "test.jsonl"), max_length=32)
+    script = DistillScriptArguments(teacher_model_name_or_path=str(teacher), student_num_layers=2, run_baseline=True)
+    args = DistillationArguments(output_dir=str(run), num_train_epochs=1, per_device_train_batch_size=16,
+                                 latency_samples=3, disable_tqdm=True, hub_token=TOKEN, hub_model_id=REPO)
+    run_distillation(data_args, script, args,
+                     command=f"python scripts/distill.py --output_dir {run} --hub_token {TOKEN}")
+
+    validation = [json.loads(line) for line in (tiny_data_dir / "validation.jsonl").read_text().splitlines()]
+    export = export_model(run / "student", run, validation_texts=[r["text"] for r in validation],
+                          validation_labels=[r["label"] for r in validation], max_accuracy_drop=100.0, max_length=32)
+    assert export.deliverable_kind == "onnx_int8"
+    report = json.loads((run / "report.json").read_text())
+    # The report.json entry the contract expects from the export; metrics made distinct from the student's.
+    report["artefacts"] = {"onnx_int8": {**report["student"], "path": "onnx_int8",
+                                         "size_mb": round(export.sizes_mb["onnx_int8"], 3),
+                                         "test": {"accuracy": 0.41666666666666663, "macro_f1": 0.3021978021978022},
+                                         "latency_ms": 0.873}}
+    (run / "report.json").write_text(json.dumps(report, indent=2))
+    run_args = json.loads((run / "run_args.json").read_text())
+    run_args["training"]["hub_token"] = TOKEN
+    (run / "run_args.json").write_text(json.dumps(run_args, indent=2))
+    for clutter in (run / "checkpoint-3", run / "student" / "checkpoint-3"):
+        clutter.mkdir()
+        (clutter / "optimizer.pt").write_bytes(b"optimizer state")
+    (run / "student" / "projections.safetensors").write_bytes(b"projection weights")
+    return run
+
+
+@pytest.fixture(scope="session")
+def trec6_run(tiny_tokenizer_dir, tmp_path_factory) -> Path:
+    """A run folder shaped like the builtin:trec6 demo, with a Hub-id teacher, no baseline and no ONNX."""
+    run = tmp_path_factory.mktemp("trec6_run")
+    build_tiny_bert(tiny_tokenizer_dir, run / "student", num_layers=2, labels=TREC6)
+
+    def entry(params, layers, size, acc, f1, latency, **extra):
+        return {**extra, "params": params, "num_layers": layers, "size_mb": size,
+                "test": {"accuracy": acc, "macro_f1": f1}, "latency_ms": latency}
+
+    report = {
+        "task": {"dataset": "builtin:trec6", "labels": TREC6, "text_column": "text", "num_train": 4361,
+                 "num_validation": 545, "num_test": 546},
+        "teacher": entry(22_715_142, 6, 90.867, 0.9597069597069597, 0.9312345678, 9.871,
+                         name_or_path="google-bert/bert-base-uncased"),
+        "student": entry(17_391_750, 3, 69.572, 0.9432234432234432, 0.9123456789, 4.517, path="student"),
+        "retention": 0.9828,
+        "distillation": {"temperature": 2.5, "alpha": 0.7, "hidden_loss_weight": 0.3, "hidden_loss": "mse",
+                         "attention_loss_weight": 0.0, "layer_map": [[1, 2], [2, 4], [3, 6]],
+                         "student_init": "teacher_layers:[0, 2, 4]", "strategy": "full", "num_train_epochs": 4.0,
+                         "learning_rate": 0.0001, "per_device_train_batch_size": 32, "seed": 42},
+        "command": "python scripts/distill.py --config configs/trec6_distill.yaml --teacher_model_name_or_path "
+                   "runs/demo/teacher --output_dir runs/demo/distill",
+        "environment": {"python": "3.11.7", "torch": "2.13.0+cpu", "transformers": "4.57.6", "num_threads": 2},
+    }
+    (run / "report.json").write_text(json.dumps(report, indent=2))
+    (run / "run_args.json").write_text(json.dumps({"training": {"hub_token": None, "seed": 42}}))
+    return run
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """The Hub stand-in on 127.0.0.1, with HF_ENDPOINT and HF_TOKEN pointing at it and online mode on."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # With hf_xet installed, huggingface_hub 2 uploads LFS files through Xet whatever the server answers; the
+    # stand-in serves classic LFS (see hub_standin), so the client is switched the way a user would switch it.
+    # Set in the environment too, for the pushes run in a fresh process.
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    close_session()  # a client cached from another test must not carry its state over
+    with HubStandIn(TOKEN) as server:
+        # What `HF_ENDPOINT=... python ...` gives: huggingface_hub reads the variable once, at import.
+        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+        monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
+        yield server
+    close_session()

@@ -1,0 +1,188 @@
+"""Publishing, the model card: rendered from report.json and the template, every number from the report."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hub_support import (
+    REPO,
+    TEACHER_COMMAND,
+    TOKEN,
+    TREC6,
+    expected_cells,
+    split_card,
+    table_rows,
+)
+from huggingface_hub import ModelCard
+
+from nlp_reuse.hub import (
+    BUILTIN_DATASETS,
+    load_run_report,
+    prepare_upload_folder,
+    render_model_card,
+    resolve_base_model,
+)
+from nlp_reuse.redact import REDACTED, scrub_secrets
+
+# ---------------------------------------------------------------------------------------------------------- card
+
+
+def test_card_front_matter_has_hub_keys_and_report_metrics(trec6_run):
+    report = load_run_report(trec6_run).to_dict()
+    meta, _ = split_card(render_model_card(trec6_run, repo_id="me/bert-tiny-trec6"))
+
+    assert meta["license"] == "apache-2.0" and meta["language"] == "en"
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "text-classification"
+    assert "distillation" in meta["tags"] and "onnx" not in meta["tags"]
+    assert meta["datasets"] == ["CogComp/trec"]  # builtin:trec6 mapped to the Hub's copy of TREC
+    assert meta["base_model"] == "google-bert/bert-base-uncased"
+    (index,) = meta["model-index"]
+    assert index["name"] == "me/bert-tiny-trec6"
+    (result,) = index["results"]
+    assert result["task"]["type"] == "text-classification"
+    assert result["dataset"]["type"] == "CogComp/trec" and result["dataset"]["split"] == "test"
+    metrics = {m["type"]: m["value"] for m in result["metrics"]}
+    assert metrics == {"accuracy": report["student"]["test"]["accuracy"], "f1": report["student"]["test"]["macro_f1"]}
+
+
+def test_card_body_numbers_all_come_from_the_report(trec6_run):
+    report = load_run_report(trec6_run).to_dict()
+    card = render_model_card(trec6_run, repo_id="me/bert-tiny-trec6")
+    _, body = split_card(card)
+    rows = table_rows(body)
+    assert rows["Teacher (`google-bert/bert-base-uncased`)"] == expected_cells(report["teacher"], report["teacher"])
+    assert rows["**Student (this model)**"] == expected_cells(report["student"], report["teacher"])
+    assert len(rows) == 2  # no baseline, no int8 in this run
+
+    kd = report["distillation"]
+    assert f"temperature {kd['temperature']}; alpha {kd['alpha']}" in body
+    assert "1→2, 2→4, 3→6" in body and f"weight {kd['hidden_loss_weight']}" in body
+    assert f"epochs {kd['num_train_epochs']}, learning rate {kd['learning_rate']}" in body
+    assert "98.3% of the teacher's accuracy" in body  # retention 0.9828
+    assert "\n".join(f"| {i} | {label} |" for i, label in enumerate(TREC6)) in body
+    assert f"## Reproduce\n\n```bash\n{report['command']}\n```" in body  # no teacher report to quote
+    assert "loses some accuracy on top\n  (98.3% of the teacher's accuracy retained here)" in body
+    assert "`builtin:trec6` is the TREC question-classification data" in body
+    assert 'pipeline("text-classification", model="me/bert-tiny-trec6")' in body
+    assert "ORTModelForSequenceClassification" not in body  # no ONNX folder in this run
+
+    # No number is typed by hand: strip the dataset's prose (citations) and code, then every number left is a
+    # formatted report value, a value of the student's config, or a label id.
+    task, teacher, student = report["task"], report["teacher"], report["student"]
+    allowed = {c for row in rows.values() for c in row} | {str(v) for v in task.values() if isinstance(v, int)}
+    allowed |= {str(v) for v in kd.values() if isinstance(v, (int, float))} | {"98.3%", "±0.019"}
+    allowed |= {str(teacher["num_layers"]), str(student["num_layers"]), "22.72M", "17.39M"}
+    allowed |= {str(i) for i in range(len(TREC6))} | {"3.11.7", "2.13.0", "4.57.6"}  # label ids, environment
+    allowed |= {"32", "4"}  # the student config's hidden size and attention heads
+    allowed |= {"10^6", "1", "95%"}  # units and definitions: MB = 10^6 bytes, batch size 1, 95% interval
+    prose = re.sub(r"```.*?```", "", body, flags=re.DOTALL).replace(
+        BUILTIN_DATASETS["builtin:trec6"]["note"], "")
+    numbers = set(re.findall(r"(?<![\w.])±?\d+(?:\.\d+)*(?:[%xMk]|\^\d+)?", prose))
+    assert numbers <= allowed, numbers - allowed
+    # The ±95% interval is derived from the report: 1.96 * sqrt(p (1 - p) / n).
+    acc = student["test"]["accuracy"]
+    assert f"±{1.96 * (acc * (1 - acc) / task['num_test']) ** 0.5:.3f}" == "±0.019"
+
+
+def test_card_of_a_real_run_with_onnx_artefacts(distill_run):
+    report = load_run_report(distill_run).to_dict()
+    card = render_model_card(distill_run, repo_id=REPO)
+    meta, body = split_card(card)
+    assert "datasets" not in meta  # local jsonl files are not a Hub dataset
+    assert meta["model-index"][0]["results"][0]["dataset"]["type"] == "custom"
+    # The local teacher's own report.json says it was fine-tuned from builtin:minilm.
+    assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "onnx" in meta["tags"]
+    rows = table_rows(body)
+    teacher = report["teacher"]
+    assert rows["Baseline: same shape, fine-tuned without distillation"] == expected_cells(report["baseline"], teacher)
+    int8 = rows["Student, ONNX int8 (dynamic quantization) (`onnx_int8/`)"]
+    assert int8 == expected_cells(report["artefacts"]["onnx_int8"], teacher)
+    assert int8[:2] == ["0.4167", "0.3022"]
+    assert f'ORTModelForSequenceClassification.from_pretrained("{REPO}", subfolder="onnx")\n' in body
+    assert (f'ORTModelForSequenceClassification.from_pretrained("{REPO}", subfolder="onnx_int8", '
+            'file_name="model_quantized.onnx")') in body
+    # The plain onnxruntime snippet needs no Optimum (which cannot be installed beside transformers 5).
+    assert f'snapshot_download("{REPO}", allow_patterns="onnx_int8/*") + "/onnx_int8"' in body
+    assert 'onnxruntime.InferenceSession(f"{path}/model_quantized.onnx")' in body
+    assert 'onnxruntime.InferenceSession(f"{path}/model.onnx")' in body
+    assert TOKEN not in card
+    assert f"--hub_token {REDACTED}" in body
+    assert f"fine-tuned with:\n\n```bash\n{TEACHER_COMMAND}\n```" in body
+    assert ModelCard(card).data.eval_results[0].metric_value == report["student"]["test"]["accuracy"]
+
+
+def test_base_model_resolution(tmp_path):
+    assert resolve_base_model("builtin:minilm") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert resolve_base_model("google-bert/bert-base-uncased") == "google-bert/bert-base-uncased"
+    assert resolve_base_model(str(tmp_path)) is None  # a local folder without a finetune report
+    assert resolve_base_model("/not/here/teacher") is None
+
+
+def test_card_and_folder_errors_say_expected_found_fix(trec6_run, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"found no folder at .*Fix"):
+        render_model_card(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match=r"looks like a model folder"):
+        render_model_card(trec6_run / "student")  # the student folder instead of the run folder
+
+    run = Path(shutil.copytree(trec6_run, tmp_path / "run"))
+    shutil.rmtree(run / "student")
+    with pytest.raises(FileNotFoundError, match=r"Expected the student model folder .*student.*Fix"):
+        prepare_upload_folder(run, tmp_path / "out")
+
+    run = Path(shutil.copytree(trec6_run, tmp_path / "run2"))
+    report = json.loads((run / "report.json").read_text())
+    del report["student"]["latency_ms"]
+    (run / "report.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match=r"'student'.*lacks \['latency_ms'\]"):
+        render_model_card(run)
+
+    report = json.loads((trec6_run / "report.json").read_text())
+    report["task"]["labels"] = list(reversed(TREC6))
+    (run / "report.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match=r"id2label to list report.json task.labels"):
+        render_model_card(run)
+
+
+def test_scrub_redacts_credentials_but_not_special_tokens():
+    value = {"training": {"hub_token": "abc", "push_to_hub_token": None, "pad_token": "[PAD]", "seed": 1,
+                          "nested": [{"api_key": "k"}, f"text with {TOKEN} inside"]},
+             "command": "python x.py --hub_token=hf_abcdefghijklmnopqrstuvwxyz --token secret --tokenizer_name t"}
+    scrubbed = scrub_secrets(value, ["secret-value-123"])
+    assert scrubbed["training"]["hub_token"] == REDACTED and scrubbed["training"]["push_to_hub_token"] is None
+    assert scrubbed["training"]["pad_token"] == "[PAD]" and scrubbed["training"]["seed"] == 1
+    assert scrubbed["training"]["nested"] == [{"api_key": REDACTED}, f"text with {REDACTED} inside"]
+    assert scrubbed["command"] == f"python x.py --hub_token={REDACTED} --token {REDACTED} --tokenizer_name t"
+    assert scrub_secrets(value["command"]) == scrubbed["command"]  # a bare command line, as distill.py records it
+
+
+def test_command_line_scrubs_without_loading_the_publishing_code():
+    code = "import nlp_reuse.cli, sys; assert 'nlp_reuse.hub' not in sys.modules, sorted(sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_report_of_a_real_run_round_trips(distill_run):
+    written = json.loads((distill_run / "report.json").read_text())
+    assert load_run_report(distill_run).to_dict() == written  # what run_distillation writes fits the schema
+
+
+# ------------------------------------------------------------------------------------------------- upload folder
+
+
+def test_base_model_of_a_relative_local_teacher_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    from nlp_reuse.hub import resolve_base_model
+
+    teacher = tmp_path / "runs" / "teacher"
+    teacher.mkdir(parents=True)
+    (teacher / "report.json").write_text(json.dumps({"model": {"name_or_path": "builtin:minilm"}}))
+    monkeypatch.chdir(tmp_path)
+    assert resolve_base_model("runs/teacher") == "sentence-transformers/all-MiniLM-L6-v2"
+    monkeypatch.chdir(tmp_path.parent)  # elsewhere the relative path means something else; local_path does not
+    assert resolve_base_model(str(teacher.resolve())) == "sentence-transformers/all-MiniLM-L6-v2"
