@@ -211,3 +211,44 @@ def hub(monkeypatch):
         monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
         yield server
     close_session()
+
+
+# --------------------------------------------------------------- compression (test_compress, test_compress_shrink)
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tiny_tokenizer_dir, tmp_path_factory):
+    """A 2-layer hidden-32 classifier trained to ~100% on the synthetic task, so accuracy drops are visible."""
+    from compress_support import rows
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = build_tiny_bert(tiny_tokenizer_dir, tmp_path_factory.mktemp("trained"), num_layers=2, hidden=32, heads=4)
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    texts, labels = rows(96, seed=1)
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    targets = torch.tensor([LABELS.index(label) for label in labels])
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    model.train()
+    for _ in range(40):  # full-batch steps: < 1 s on one CPU thread
+        model(**enc, labels=targets).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained_onnx(trained_dir, tmp_path_factory):
+    from nlp_reuse.compress.artifacts import load_classifier
+    from nlp_reuse.compress.onnx_export import export_onnx
+
+    model, tokenizer = load_classifier(trained_dir)
+    return export_onnx(model, tokenizer, tmp_path_factory.mktemp("exports") / "onnx")
+
+
+@pytest.fixture(scope="module")
+def wide_dir(tiny_tokenizer_dir, tmp_path_factory):
+    """Hidden 128: big enough that int8 weights visibly shrink the file (hidden 32 is mostly graph overhead)."""
+    return build_tiny_bert(tiny_tokenizer_dir, tmp_path_factory.mktemp("wide"), num_layers=2, hidden=128, heads=4)
