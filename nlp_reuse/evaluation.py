@@ -1,7 +1,5 @@
 """Measurements: test metrics (offline, scikit-learn), CPU latency, size on disk, and the printed report table."""
 
-import json
-import os
 import platform
 import statistics
 import time
@@ -93,15 +91,6 @@ def environment() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "num_threads": torch.get_num_threads(),
             "machine": platform.machine()}
-
-
-def write_json(path: str | Path, payload: dict) -> Path:
-    """Write `payload` to `path` atomically: a kill leaves the previous file or the new one, never half of one."""
-    path = Path(path)
-    staging = path.with_name(f".{path.name}.partial")
-    staging.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    os.replace(staging, path)
-    return path
 
 
 MODEL_ROWS = ("teacher", "student", "baseline")

@@ -1,4 +1,5 @@
-"""File names the package reads and writes, and the one function that claims an output folder.
+"""File names the package reads and writes, the one function that claims an output folder, and the one way a
+final file or folder is written (beside its name, renamed in when complete).
 
 Every command that writes a folder goes through `prepare_output_dir`, so "not empty" means the same everywhere and
 the flag that allows writing into it is named in the message.
@@ -6,8 +7,12 @@ the flag that allows writing into it is named in the message.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from nlp_reuse.errors import format_error
@@ -65,3 +70,44 @@ def prepare_output_dir(path: str | Path, *, overwrite: bool, replace: bool = Fal
             shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+# A file or folder being written sits beside its final name under this suffix until it is complete.
+PARTIAL = ".partial"
+
+
+def stage_path(final: Path) -> Path:
+    """Where `final` is written before it is renamed in (hidden, beside it, so the rename stays on one disk)."""
+    return final.with_name(f".{final.name}{PARTIAL}")
+
+
+def write_json(path: str | Path, payload: dict, **dumps_kwargs) -> Path:
+    """Write `payload` to `path` atomically: a kill leaves the previous file or the new one, never half of one."""
+    path = Path(path)
+    stage = stage_path(path)
+    stage.write_text(json.dumps(payload, indent=2, **dumps_kwargs) + "\n")
+    os.replace(stage, path)
+    return path
+
+
+def swap_in(stage: Path, final: Path) -> None:
+    """Replace `final` (a folder or nothing) by the completed `stage`."""
+    if final.exists():
+        shutil.rmtree(final)
+    stage.rename(final)
+
+
+@contextmanager
+def staged_folder(final: str | Path) -> Iterator[Path]:
+    """Yield an empty folder to write `final` into; renamed over `final` when the block completes, removed when it
+    raises. A killed process leaves `final` as it was (its stage is removed by the next writer)."""
+    final = Path(final)
+    stage = stage_path(final)
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    swap_in(stage, final)

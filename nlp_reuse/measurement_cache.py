@@ -20,6 +20,7 @@ import torch
 import transformers
 from datasets import Dataset
 
+from nlp_reuse.files import write_json
 from nlp_reuse.teacher_cache import fingerprint
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,4 @@ def write_measurements(cache_dir: str | Path, key: str, measurements: dict) -> P
     """Store `measurements` under `key`, atomically: a killed run never leaves a half-written entry."""
     path = entry_path(cache_dir, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(f".{os.getpid()}.tmp")
-    staging.write_text(json.dumps(measurements, indent=2, sort_keys=True) + "\n")
-    os.replace(staging, path)
-    return path
+    return write_json(path, measurements, sort_keys=True)

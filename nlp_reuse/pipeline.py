@@ -28,9 +28,8 @@ from nlp_reuse.evaluation import (
     format_table,
     size_on_disk_mb,
     torch_latency_ms,
-    write_json,
 )
-from nlp_reuse.files import prepare_output_dir
+from nlp_reuse.files import prepare_output_dir, write_json
 from nlp_reuse.modeling import (
     check_compatibility,
     classifier_labels,
@@ -49,6 +48,7 @@ from nlp_reuse.report import TEST_METRICS, DistillationSettings, FinetuneReport,
 from nlp_reuse.runs import (
     CHECKPOINTS,
     check_rerun,
+    checkpoint_dir,
     clear_run_artefacts,
     remove_empty_folders,
     resolve_resume,
@@ -237,21 +237,21 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     PartialState().wait_for_everyone()
 
     trainer = DistillationTrainer(model=applied.model, teacher_model=teacher,
-                                  args=_trainer_args(args, out / CHECKPOINTS / "student"),
+                                  args=_trainer_args(args, checkpoint_dir(out, "student")),
                                   **{**common, "train_dataset": kd_train}, **strategy_trainer_kwargs(applied, args))
     student = _train_save_test(trainer, applied, out, "student", tokenized["test"], args.resume_from_checkpoint)
     # The teacher's numbers only change with the teacher, the test data or the settings: reuse them when cached.
     measurement_key, reused = _teacher_measurements(script, args, data_args.max_length, teacher, tokenized["test"])
     if reused is None:
-        teacher_test = Trainer(model=teacher, args=_trainer_args(args, out / CHECKPOINTS / "teacher"),
+        teacher_test = Trainer(model=teacher, args=_trainer_args(args, checkpoint_dir(out, "teacher")),
                                **common).predict(tokenized["test"], metric_key_prefix="test").metrics
     baseline = None
     if script.run_baseline:  # the same student, init and budget, without the teacher
         baseline_applied = apply_strategy(build_student(script, args.seed, teacher, teacher_tokenizer, labels,
                                                         **model_kwargs)[0], args)
-        baseline_trainer = Trainer(model=baseline_applied.model, args=_trainer_args(args, out / CHECKPOINTS /
-                                                                                    "baseline"),
-                                   **common, **strategy_trainer_kwargs(baseline_applied, args))
+        baseline_trainer = Trainer(model=baseline_applied.model,
+                                   args=_trainer_args(args, checkpoint_dir(out, "baseline")), **common,
+                                   **strategy_trainer_kwargs(baseline_applied, args))
         # --resume_from_checkpoint names a student checkpoint; the baseline reruns.
         baseline = _train_save_test(baseline_trainer, baseline_applied, out, "baseline", tokenized["test"])
     if not trainer.is_world_process_zero():

@@ -13,6 +13,7 @@ from accelerate import PartialState
 from transformers import PreTrainedModel, Trainer
 
 from nlp_reuse.errors import format_error
+from nlp_reuse.files import PARTIAL, stage_path, swap_in
 from nlp_reuse.strategies import save_trained_model
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,11 @@ RUN_ARTEFACTS = ("report.json", "run_args.json", "export_report.json", "student"
                  "baseline_adapter", "onnx", "onnx_int8", "onnx_int8_rejected", "pytorch", "checkpoints")
 # Trainer checkpoints live apart from the final model folders, which are written whole or not at all.
 CHECKPOINTS = "checkpoints"
-_PARTIAL = ".partial"
+
+
+def checkpoint_dir(out: Path, name: str = "student") -> Path:
+    """Where the Trainer of `name` (student, baseline, teacher) writes its checkpoints in run folder `out`."""
+    return out / CHECKPOINTS / name
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -38,10 +43,10 @@ def resolve_resume(out: Path, resume: str | None) -> str | None:
     """`--resume_from_checkpoint last` means the newest checkpoint of the run folder's student."""
     if resume != "last":
         return resume
-    found = latest_checkpoint(out / CHECKPOINTS / "student")
+    found = latest_checkpoint(checkpoint_dir(out))
     if found is None:
         raise FileNotFoundError(format_error(
-            "--resume_from_checkpoint last found no checkpoint.", f"{out / CHECKPOINTS / 'student'}/checkpoint-N",
+            "--resume_from_checkpoint last found no checkpoint.", f"{checkpoint_dir(out)}/checkpoint-N",
             "none", "run without --resume_from_checkpoint, with --save_strategy steps|epoch to write checkpoints",
         ))
     return str(found)
@@ -55,11 +60,11 @@ def check_rerun(out: Path, overwrite: bool, resume: str | None) -> bool:
     """
     if not out.is_dir():
         return overwrite
-    for stale in out.glob(f".*{_PARTIAL}"):
+    for stale in out.glob(f".*{PARTIAL}"):
         shutil.rmtree(stale)
     if resume is not None and (out.resolve() in Path(resume).resolve().parents):
         return True
-    last = latest_checkpoint(out / CHECKPOINTS / "student")
+    last = latest_checkpoint(checkpoint_dir(out))
     if not overwrite and last is not None and not (out / "report.json").is_file():
         raise FileExistsError(format_error(
             f"{out} holds a run that did not finish.", "a new or empty --output_dir, or a resumed run",
@@ -72,9 +77,9 @@ def check_rerun(out: Path, overwrite: bool, resume: str | None) -> bool:
 
 @contextmanager
 def staged_folders(*finals: Path) -> Iterator[list[Path]]:
-    """Hidden sibling folders to write `finals` into, renamed over them only when the block completes: a killed
-    run leaves the previous folders or the new ones, never half of one. Renaming happens on the main process."""
-    stages = [final.with_name(f".{final.name}{_PARTIAL}") for final in finals]
+    """`files.staged_folder` for code that runs on every rank: all ranks write (the main one saves), the main
+    process swaps each completed stage in; an unused stage (an unmerged adapter run's merged folder) is skipped."""
+    stages = [stage_path(final) for final in finals]
     state = PartialState()
     if state.is_main_process:
         for stage in stages:
@@ -84,11 +89,8 @@ def staged_folders(*finals: Path) -> Iterator[list[Path]]:
     state.wait_for_everyone()
     if state.is_main_process:
         for stage, final in zip(stages, finals):
-            if not stage.is_dir():
-                continue  # nothing was written there (an unmerged adapter run has no merged folder)
-            if final.exists():
-                shutil.rmtree(final)
-            stage.rename(final)
+            if stage.is_dir():
+                swap_in(stage, final)
     state.wait_for_everyone()
 
 

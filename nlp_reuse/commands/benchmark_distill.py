@@ -15,8 +15,8 @@ from pathlib import Path
 
 from nlp_reuse.cli import command_line, make_parser, parse_args
 from nlp_reuse.config import DataArguments, DistillationArguments, DistillScriptArguments
-from nlp_reuse.evaluation import format_seed_table, summarize_seeds, write_json
-from nlp_reuse.files import prepare_output_dir
+from nlp_reuse.evaluation import format_seed_table, summarize_seeds
+from nlp_reuse.files import prepare_output_dir, write_json
 from nlp_reuse.pipeline import release_distributed, run_distillation
 
 

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from nlp_reuse.cli import command_line, make_parser, parse_args
 from nlp_reuse.config import STRATEGIES, DataArguments, FinetuneArguments
-from nlp_reuse.evaluation import write_json
-from nlp_reuse.files import prepare_output_dir
+from nlp_reuse.files import prepare_output_dir, write_json
 from nlp_reuse.pipeline import release_distributed, run_finetune
 from nlp_reuse.strategies import format_strategy_table, strategy_row
 

@@ -22,7 +22,7 @@ from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from nlp_reuse.files import SAFETENSORS_WEIGHTS, TOKENIZER_FILES
+from nlp_reuse.files import SAFETENSORS_WEIGHTS, TOKENIZER_FILES, staged_folder
 from nlp_reuse.hub.card import format_metric, render_model_card
 from nlp_reuse.hub.run_folder import ONNX_SUBFOLDERS, load_run_report, onnx_folders, student_dir
 from nlp_reuse.redact import ensure_no_secret, known_secrets, scrub_secrets, scrub_text
@@ -91,10 +91,7 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: 
 
     # Built beside its final name and renamed in when complete and checked: a killed run or a found token leaves
     # no half-written folder, and no file holding the token, under the name the user gave.
-    stage = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    try:
+    with staged_folder(out_dir) as stage:
         _copy_matching(student, stage, SAFETENSORS_WEIGHTS + CONFIG_AND_TOKENIZER_PATTERNS)
         for name, onnx_file in onnx.items():
             _copy_matching(run_dir / name, stage / name, ONNX_SIDE_FILE_PATTERNS + CONFIG_AND_TOKENIZER_PATTERNS,
@@ -106,12 +103,6 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: 
                 record = scrub_secrets(read_json_object(run_dir / name), secrets)
                 (stage / name).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
         ensure_no_secret(stage, secrets)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        out_dir.rmdir()  # empty, checked above
-    stage.rename(out_dir)
     return sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
 
 
