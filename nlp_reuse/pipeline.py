@@ -113,7 +113,10 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
     """Fine-tune `args.model_name_or_path` on the data under `args.strategy`; save a standard model folder with
     report.json in it (lora/ia3: also OUT/adapter/; features: OUT/encoder/ + the fitted linear layer)."""
     check_strategy_combination(args)
-    out = prepare_output_dir(args.output_dir, overwrite=args.overwrite_output_dir)
+    out = Path(args.output_dir)
+    args.resume_from_checkpoint = resolve_resume(out, args.resume_from_checkpoint, name="model")
+    out = prepare_output_dir(out, overwrite=check_rerun(out, args.overwrite_output_dir, args.resume_from_checkpoint,
+                                                        name="model"))
     splits, labels = load_splits(data_args)
     tokenizer = load_tokenizer(args.model_name_or_path)
     data_args.max_length = fit_max_length(
@@ -129,7 +132,8 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
     else:
         applied = apply_strategy(load_for_finetuning(args.model_name_or_path, labels), args)
         trainer = Trainer(
-            model=applied.model, args=_trainer_args(args, out), train_dataset=tokenized["train"],
+            model=applied.model, args=_trainer_args(args, checkpoint_dir(out, "model")),
+            train_dataset=tokenized["train"],
             eval_dataset=tokenized["validation"], processing_class=tokenizer,
             data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
             **strategy_trainer_kwargs(applied, args),
@@ -155,6 +159,7 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
                     args.per_device_train_batch_size, "seed": args.seed},
         command=command, environment=environment(),
     ).to_dict()
+    remove_empty_folders(out / CHECKPOINTS)  # save_strategy "no": Trainer made the folders, nothing is in them
     write_json(out / "report.json", report)
     write_json(out / "run_args.json", _run_args(data_args, args))
     print(format_table(report))

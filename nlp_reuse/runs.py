@@ -39,20 +39,21 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
 
-def resolve_resume(out: Path, resume: str | None) -> str | None:
-    """`--resume_from_checkpoint last` means the newest checkpoint of the run folder's student."""
+def resolve_resume(out: Path, resume: str | None, name: str = "student") -> str | None:
+    """`--resume_from_checkpoint last` means the newest checkpoint of the run folder's `name` (student; the model
+    of a fine-tuning run)."""
     if resume != "last":
         return resume
-    found = latest_checkpoint(checkpoint_dir(out))
+    found = latest_checkpoint(checkpoint_dir(out, name))
     if found is None:
         raise FileNotFoundError(format_error(
-            "--resume_from_checkpoint last found no checkpoint.", f"{checkpoint_dir(out)}/checkpoint-N",
+            "--resume_from_checkpoint last found no checkpoint.", f"{checkpoint_dir(out, name)}/checkpoint-N",
             "none", "run without --resume_from_checkpoint, with --save_strategy steps|epoch to write checkpoints",
         ))
     return str(found)
 
 
-def check_rerun(out: Path, overwrite: bool, resume: str | None) -> bool:
+def check_rerun(out: Path, overwrite: bool, resume: str | None, name: str = "student") -> bool:
     """Whether this run may write into `out`; an interrupted run's folder gets a message that says how to go on.
 
     Leftover staging folders of a killed run (never a finished artefact) are removed first. A folder is writable
@@ -64,7 +65,7 @@ def check_rerun(out: Path, overwrite: bool, resume: str | None) -> bool:
         shutil.rmtree(stale)
     if resume is not None and (out.resolve() in Path(resume).resolve().parents):
         return True
-    last = latest_checkpoint(checkpoint_dir(out))
+    last = latest_checkpoint(checkpoint_dir(out, name))
     if not overwrite and last is not None and not (out / "report.json").is_file():
         raise FileExistsError(format_error(
             f"{out} holds a run that did not finish.", "a new or empty --output_dir, or a resumed run",

@@ -261,3 +261,22 @@ def test_teacher_measurements_are_reused_only_while_nothing_changes(finetuned, t
                            str(tmp_path / "other_test.jsonl")])
     assert not fourth["teacher_measurements"]["reused"]
     assert len(list((tmp_path / "cache" / "measurements").glob("*.json"))) == 3
+
+
+def test_an_interrupted_finetune_is_resumed_not_blocked(tiny_data_dir, tiny_tokenizer_dir, tmp_path):
+    """finetune keeps its checkpoints in OUT/checkpoints/model/, apart from the model files: a run killed after a
+    checkpoint (no report.json yet) is offered a resume, and `--resume_from_checkpoint last` finishes it."""
+    base = build_tiny_bert(tiny_tokenizer_dir, tmp_path / "base", labels=None)
+    out = tmp_path / "teacher"
+    flags = ["--model_name_or_path", str(base), "--output_dir", str(out), "--save_strategy", "steps",
+             "--save_steps", "2", *data_flags(tiny_data_dir), *FAST]
+    finetune.main(flags)
+    assert (out / "model.safetensors").is_file() and not list(out.glob("checkpoint-*"))
+    for name in ("report.json", "model.safetensors"):
+        (out / name).unlink()
+    for later in sorted((out / "checkpoints" / "model").glob("checkpoint-*"))[1:]:
+        shutil.rmtree(later)
+    with pytest.raises(FileExistsError, match=r"did not finish(?s:.*)checkpoints/model/checkpoint-\d+ and no report"):
+        finetune.main(flags)
+    report = finetune.main([*flags, "--resume_from_checkpoint", "last"])
+    assert (out / "model.safetensors").is_file() and report["model"]["path"] == "."
