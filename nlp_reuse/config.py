@@ -201,6 +201,8 @@ class FinetuneArguments(StrategyArguments, NlpReuseTrainingArguments):
 
 
 HiddenLoss = Literal["mse", "cosine"]
+KdLoss = Literal["kl", "mse"]
+StudentType = Literal["transformer", "bilstm", "static"]
 TeacherDtype = Literal["auto", "float32", "bfloat16", "float16"]
 Export = Literal["none", "onnx", "onnx_int8"]
 
@@ -219,6 +221,11 @@ class DistillationArguments(StrategyArguments, NlpReuseTrainingArguments):
     temperature: float = field(default=2.0, metadata={"help": "Softmax temperature T of the soft targets."})
     alpha: float = field(
         default=0.5, metadata={"help": "Weight of the soft-target loss; (1 - alpha) weighs the hard-label CE."}
+    )
+    kd_loss: KdLoss = field(
+        default="kl",
+        metadata={"help": "Soft-target loss: kl (T^2 * KL of the tempered distributions, Hinton et al. 2015) | mse "
+                          "(squared error between raw logits, Tang et al. 2019; --temperature does not apply)."},
     )
     hidden_loss_weight: float = field(
         default=0.0, metadata={"help": "Weight of the hidden-state loss between mapped layers (0 turns it off)."}
@@ -251,6 +258,7 @@ class DistillationArguments(StrategyArguments, NlpReuseTrainingArguments):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}.")
         _check_choice("hidden_loss", self.hidden_loss, HiddenLoss)
+        _check_choice("kd_loss", self.kd_loss, KdLoss)
         _check_choice("teacher_dtype", self.teacher_dtype, TeacherDtype)
         # The student trains through a Trainer, so the Trainer-free features strategy does not apply.
         self.check_strategy_ranges(allowed=tuple(s for s in STRATEGIES if s != "features"))
@@ -263,6 +271,14 @@ class DistillScriptArguments:
 
     teacher_model_name_or_path: str | None = field(
         default=None, metadata={"help": "Fine-tuned teacher classifier: a local folder or Hub id (required)."}
+    )
+    student_type: StudentType = field(
+        default="transformer",
+        metadata={"help": "transformer: a BERT-family student (from --student_num_layers, --student_config or "
+                          "--student_model_name_or_path) | bilstm: embeddings + one bidirectional LSTM + MLP (Tang "
+                          "et al. 2019) | static: pooled token embeddings + MLP (Model2Vec-like). bilstm and static "
+                          "use the teacher's tokenizer and are sized by --student_embedding_dim, "
+                          "--student_hidden_size, --student_classifier_hidden."},
     )
     student_model_name_or_path: str | None = field(
         default=None, metadata={"help": "Start the student from this model (local folder or Hub id)."}
@@ -299,12 +315,19 @@ class DistillScriptArguments:
         if self.teacher_model_name_or_path is None:
             raise ValueError("--teacher_model_name_or_path is required: a fine-tuned classifier folder or Hub id "
                              "(make one with scripts/finetune.py).")
+        _check_choice("student_type", self.student_type, StudentType)
         sources = [n for n in ("student_model_name_or_path", "student_num_layers", "student_config")
                    if getattr(self, n) is not None]
-        if len(sources) != 1:
+        if self.student_type != "transformer" and sources:
+            raise ValueError(
+                f"--student_type {self.student_type} builds its student from the teacher and the family's size "
+                f"flags; found {', '.join('--' + s for s in sources)} as well. Drop them, or use --student_type "
+                "transformer."
+            )
+        if self.student_type == "transformer" and len(sources) != 1:
             raise ValueError(
                 "Give exactly one student source: --student_model_name_or_path, --student_num_layers or "
-                f"--student_config; found {sources or 'none'}."
+                f"--student_config (or --student_type bilstm | static); found {sources or 'none'}."
             )
         if self.student_num_layers is not None and self.student_num_layers < 1:
             raise ValueError(f"--student_num_layers must be >= 1, got {self.student_num_layers}.")

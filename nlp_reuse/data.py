@@ -264,7 +264,7 @@ def load_splits(args: DataArguments, label_names: list[str] | None = None) -> tu
 
 def tokenize_splits(splits: DatasetDict, tokenizer, max_length: int) -> DatasetDict:
     """Tokenize once with `datasets.map` (batched, no padding: the collator pads each batch dynamically)."""
-    has_pair = "text_pair" in splits["train"].column_names
+    has_pair = "text_pair" in next(iter(splits.values())).column_names
 
     def encode(batch):
         pair = batch["text_pair"] if has_pair else None

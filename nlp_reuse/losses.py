@@ -1,12 +1,16 @@
 """Distillation losses as pure functions of tensors.
 
 Every function returns one value per example (shape `(batch,)`) so the caller decides how to normalise: the
-trainer sums them and divides by the number of labelled examples in the whole (accumulated, multi-process) batch,
-which keeps gradient accumulation and data parallelism exact. Examples whose label is -100 contribute zero.
+trainer sums them and divides by the number of examples in the whole (accumulated, multi-process) batch, which keeps
+gradient accumulation and data parallelism exact. Examples whose label is -100 contribute zero. Transfer examples
+(augmented or unlabeled texts) carry the label `TRANSFER_LABEL` (-1): they count as examples and learn from the
+teacher's soft targets, but have no gold label for the cross-entropy term.
 """
 
 import torch
 import torch.nn.functional as F
+
+TRANSFER_LABEL = -1  # an example labelled only by the teacher's logits (Trainer counts every label != -100)
 
 
 def _example_mask(labels: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
@@ -32,17 +36,45 @@ def kd_kl_loss(
     return temperature**2 * kl * _example_mask(labels, kl.shape[0], kl.device)
 
 
+def logit_mse_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean squared error between raw logits, `mean_k (s_k - t_k)^2` per example (Tang et al. 2019, "Distilling
+    Task-Specific Knowledge from BERT into Simple Neural Networks"; Ba & Caruana 2014).
+
+    Logits keep the teacher's relative confidences that a softmax flattens; the temperature does not apply (the
+    argument only keeps the signature of `kd_kl_loss`).
+    """
+    per_example = (student_logits.float() - teacher_logits.float()).pow(2).mean(-1)  # (batch,)
+    return per_example * _example_mask(labels, per_example.shape[0], per_example.device)
+
+
 def hard_ce_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy with the gold labels per example; -100 labels give 0."""
-    return F.cross_entropy(student_logits.float(), labels, ignore_index=-100, reduction="none")
+    """Cross-entropy with the gold labels per example; -100 and TRANSFER_LABEL examples give 0."""
+    gold = labels >= 0
+    ce = F.cross_entropy(student_logits.float(), labels.clamp_min(0), reduction="none")  # (batch,)
+    return ce * gold.float()
+
+
+# Soft-target loss name -> per-example function(student_logits, teacher_logits, temperature, labels).
+KD_LOSSES = {"kl": kd_kl_loss, "mse": logit_mse_loss}
+
+
+def get_kd_loss(name: str):
+    """The soft-target loss function called `name`; an unknown name lists the valid ones."""
+    if name not in KD_LOSSES:
+        raise ValueError(f"Unknown kd_loss {name!r}: expected one of {sorted(KD_LOSSES)}.")
+    return KD_LOSSES[name]
 
 
 def kd_loss(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
-    temperature: float = 2.0, alpha: float = 0.5,
+    temperature: float = 2.0, alpha: float = 0.5, soft_loss: str = "kl",
 ) -> torch.Tensor:
-    """`alpha * T^2 * KL(p_t^T || p_s^T) + (1 - alpha) * CE(s, y)` per example (Hinton et al., 2015)."""
-    soft = kd_kl_loss(student_logits, teacher_logits, temperature, labels)
+    """`alpha * soft + (1 - alpha) * CE(s, y)` per example, soft = `T^2 * KL(p_t^T || p_s^T)` (Hinton et al., 2015)
+    or the logit MSE (`soft_loss="mse"`, Tang et al. 2019). Transfer examples (label -1) get the soft term only."""
+    soft = get_kd_loss(soft_loss)(student_logits, teacher_logits, temperature, labels)
     if labels is None or alpha == 1.0:
         return alpha * soft
     return alpha * soft + (1.0 - alpha) * hard_ce_loss(student_logits, labels)

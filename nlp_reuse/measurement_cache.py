@@ -40,6 +40,18 @@ def measurement_key(teacher: torch.nn.Module, test_dataset: Dataset, settings: d
     return h.hexdigest()[:20]
 
 
+def lookup(cache_dir: str | Path | None, args, max_length: int, teacher: torch.nn.Module,
+           test_dataset: Dataset) -> tuple[str | None, dict | None]:
+    """(key, stored measurements or None) for a run with TrainingArguments-like `args`; (None, None) without a
+    cache folder."""
+    if cache_dir is None:
+        return None, None
+    key = measurement_key(teacher, test_dataset, {
+        "max_length": max_length, "latency_samples": args.latency_samples, "bf16": args.bf16, "fp16": args.fp16,
+        "eval_batch_size": args.per_device_eval_batch_size})
+    return key, read_measurements(cache_dir, key)
+
+
 def entry_path(cache_dir: str | Path, key: str) -> Path:
     return Path(cache_dir) / "measurements" / f"{key}.json"
 

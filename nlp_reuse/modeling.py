@@ -14,6 +14,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from nlp_reuse.config import BUILTIN_TEACHER
 from nlp_reuse.errors import ModelError, format_error
+from nlp_reuse.families import is_student_family
 from nlp_reuse.files import TOKENIZER_FILES, listing, weight_files
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,9 @@ def encoder_layers(model: PreTrainedModel) -> nn.ModuleList:
 
 
 def num_layers(model: PreTrainedModel) -> int:
+    """Transformer blocks of a BERT-family model; LSTM layers of a BiLSTM student (0 for a static student)."""
+    if is_student_family(model):
+        return int(model.config.num_hidden_layers)
     return len(encoder_layers(model))
 
 
@@ -279,9 +283,4 @@ def check_compatibility(teacher: PreTrainedModel, teacher_tokenizer, student: Pr
             f"The student's embedding has {student.config.vocab_size} rows but the tokenizer has "
             f"{len(teacher_tokenizer)} tokens: expected at least as many rows."
         )
-
-
-def model_summary(model: PreTrainedModel) -> dict:
-    return {"params": count_parameters(model), "num_layers": num_layers(model),
-            "hidden_size": model.config.hidden_size}
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from accelerate import PartialState
+from datasets import DatasetDict
 from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, Trainer, set_seed
 
 from nlp_reuse import measurement_cache
@@ -64,8 +65,11 @@ from nlp_reuse.strategies import (
     strategy_summary,
     strategy_trainer_kwargs,
 )
-from nlp_reuse.teacher_cache import attach_teacher_logits, load_or_compute
+from nlp_reuse.student_config import StudentFamilyArguments, TransferSetArguments, check_family_options
+from nlp_reuse.families import build_student_family
+from nlp_reuse.teacher_cache import with_teacher_cache
 from nlp_reuse.trainers import DistillationTrainer, resolve_teacher_dtype
+from nlp_reuse.transfer import build_transfer_set, trim_student, with_transfer_examples
 
 logger = logging.getLogger(__name__)
 
@@ -186,11 +190,19 @@ def _task_entry(data_args: DataArguments, labels: list[str], splits) -> TaskInfo
                     num_validation=sizes["num_validation"], num_test=sizes["num_test"])
 
 
-def build_student(script: DistillScriptArguments, seed: int, teacher: PreTrainedModel, teacher_tokenizer,
-                  labels: list[str],
+def build_student(script: DistillScriptArguments, family: StudentFamilyArguments, seed: int,
+                  teacher: PreTrainedModel, teacher_tokenizer, labels: list[str],
                   **model_kwargs) -> tuple[PreTrainedModel, object]:
     """The student named by the arguments, and its tokenizer (seeded, so a baseline gets the same init)."""
     set_seed(seed)
+    if script.student_type != "transformer":
+        student = build_student_family(
+            script.student_type, teacher, teacher_tokenizer,
+            embedding_dim=family.student_embedding_dim or teacher.config.hidden_size,
+            hidden_size=family.student_hidden_size, embedding_init=family.student_embedding_init,
+            classifier_hidden=family.student_classifier_hidden, pooling=family.student_pooling,
+        )
+        return student, teacher_tokenizer
     if script.student_num_layers is not None:
         return student_from_teacher_layers(teacher, script.student_num_layers), teacher_tokenizer
     if script.student_config is not None:
@@ -201,14 +213,19 @@ def build_student(script: DistillScriptArguments, seed: int, teacher: PreTrained
 
 
 def run_distillation(data_args: DataArguments, script: DistillScriptArguments, args: DistillationArguments,
-                     command: str = "") -> dict:
+                     command: str = "", family: StudentFamilyArguments | None = None,
+                     transfer: TransferSetArguments | None = None) -> dict:
     """Distill the teacher into the student (and, with --run_baseline, train the student without the teacher).
 
     Writes RUN/student/ (and RUN/baseline/) model folders and RUN/report.json; returns the report. With
     --strategy lora/ia3 the adapters go to RUN/student_adapter/ (RUN/baseline_adapter/) and the merged models
-    to RUN/student/ (RUN/baseline/).
+    to RUN/student/ (RUN/baseline/). `transfer` adds teacher-labelled texts to the student's training set (the
+    baseline trains on the gold-labelled texts only); `family` sizes bilstm/static students and trims vocabularies.
     """
+    family, transfer = family or StudentFamilyArguments(), transfer or TransferSetArguments()
     check_strategy_combination(args)
+    check_family_options(script.student_type, family, args.hidden_loss_weight, args.attention_loss_weight,
+                         args.strategy)
     out = Path(args.output_dir)
     args.resume_from_checkpoint = resolve_resume(out, args.resume_from_checkpoint)
     out = prepare_output_dir(out, overwrite=check_rerun(out, args.overwrite_output_dir, args.resume_from_checkpoint))
@@ -218,10 +235,14 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
         load_teacher(teacher_path)  # raises the "fine-tune it first" error
     splits, labels = load_splits(data_args, label_names=labels)
     teacher_tokenizer = load_tokenizer(teacher_path)
+    transfer_set = build_transfer_set(transfer, list(splits["train"]["text"]), teacher_tokenizer.mask_token,
+                                      data_args.split_seed, data_args.text_column,
+                                      has_pairs="text_pair" in splits["train"].column_names)
     # Attention maps are only returned by the eager attention implementation.
     model_kwargs = {"attn_implementation": "eager"} if args.attention_loss_weight > 0 else {}
     teacher = load_teacher(teacher_path, **model_kwargs)
-    student, student_tokenizer = build_student(script, args.seed, teacher, teacher_tokenizer, labels, **model_kwargs)
+    student, student_tokenizer = build_student(script, family, args.seed, teacher, teacher_tokenizer, labels,
+                                               **model_kwargs)
     check_compatibility(teacher, teacher_tokenizer, student, student_tokenizer)
     data_args.max_length = fit_max_length(fit_max_length(data_args.max_length, teacher.config, "the teacher"),
                                           student.config, "the student")
@@ -232,9 +253,11 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     common = {"train_dataset": tokenized["train"], "eval_dataset": tokenized["validation"],
               "processing_class": teacher_tokenizer, "data_collator": collator, "compute_metrics": compute_metrics}
 
-    kd_train, cache_info = tokenized["train"], None
+    kd_train = with_transfer_examples(tokenized["train"], transfer_set, teacher_tokenizer, data_args.max_length)
+    cache_info = None
     if script.teacher_cache is not None:
-        kd_train, cache_info = with_teacher_cache(args, script.teacher_cache, teacher, kd_train, collator)
+        kd_train, cache_info = with_teacher_cache(args, script.teacher_cache, teacher, kd_train, collator,
+                                                  resolve_teacher_dtype(args))
     if PartialState().is_main_process:
         # Only now, with every input checked: a resumed run keeps the student's checkpoints it resumes from.
         clear_run_artefacts(out, keep=(CHECKPOINTS,) if args.resume_from_checkpoint else (),
@@ -244,21 +267,25 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     trainer = DistillationTrainer(model=applied.model, teacher_model=teacher,
                                   args=_trainer_args(args, checkpoint_dir(out, "student")),
                                   **{**common, "train_dataset": kd_train}, **strategy_trainer_kwargs(applied, args))
-    student = _train_save_test(trainer, applied, out, "student", tokenized["test"], args.resume_from_checkpoint)
+    # Trimming keeps the tokens of the texts the student learnt from; the baseline keeps the same ones.
+    trim = (list(splits["train"]["text"]) + transfer_set.texts) if family.trim_vocabulary else None
+    test = _TestSplit(tokenized["test"], splits["test"], data_args.max_length)
+    student = _train_save_test(trainer, applied, out, "student", test, args.resume_from_checkpoint, trim=trim)
     # The teacher's numbers only change with the teacher, the test data or the settings: reuse them when cached.
-    measurement_key, reused = _teacher_measurements(script, args, data_args.max_length, teacher, tokenized["test"])
+    measurement_key, reused = measurement_cache.lookup(script.teacher_cache, args, data_args.max_length, teacher,
+                                                       tokenized["test"])
     if reused is None:
         teacher_test = Trainer(model=teacher, args=_trainer_args(args, checkpoint_dir(out, "teacher")),
                                **common).predict(tokenized["test"], metric_key_prefix="test").metrics
     baseline = None
     if script.run_baseline:  # the same student, init and budget, without the teacher
-        baseline_applied = apply_strategy(build_student(script, args.seed, teacher, teacher_tokenizer, labels,
-                                                        **model_kwargs)[0], args)
+        baseline_applied = apply_strategy(build_student(script, family, args.seed, teacher, teacher_tokenizer,
+                                                        labels, **model_kwargs)[0], args)
         baseline_trainer = Trainer(model=baseline_applied.model,
                                    args=_trainer_args(args, checkpoint_dir(out, "baseline")), **common,
                                    **strategy_trainer_kwargs(baseline_applied, args))
         # --resume_from_checkpoint names a student checkpoint; the baseline reruns.
-        baseline = _train_save_test(baseline_trainer, baseline_applied, out, "baseline", tokenized["test"])
+        baseline = _train_save_test(baseline_trainer, baseline_applied, out, "baseline", test, trim=trim)
     if not trainer.is_world_process_zero():
         return _other_ranks_done()
 
@@ -273,9 +300,11 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
         task=_task_entry(data_args, labels, splits),
         teacher=dataclasses.replace(measured, name_or_path=script.teacher_model_name_or_path, local_path=str(
             Path(teacher_path).resolve()) if Path(teacher_path).is_dir() else None),
-        student=model_entry(student.model, student.test, out / "student", path="student", **entry),
-        baseline=None if baseline is None else model_entry(baseline.model, baseline.test, out / "baseline",
-                                                           path="baseline", **entry),
+        student=model_entry(student.model, student.test, out / "student", path="student",
+                            **{**entry, "tokenizer": student.tokenizer}),
+        baseline=None if baseline is None else model_entry(
+            baseline.model, baseline.test, out / "baseline", path="baseline",
+            **{**entry, "tokenizer": baseline.tokenizer}),
         retention=0.0,  # below, from the measured entries
         distillation=DistillationSettings(
             temperature=args.temperature, alpha=args.alpha, hidden_loss_weight=args.hidden_loss_weight,
@@ -285,16 +314,23 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
             learning_rate=args.learning_rate, per_device_train_batch_size=args.per_device_train_batch_size,
             gradient_accumulation_steps=args.gradient_accumulation_steps, world_size=args.world_size,
             distributed_type=PartialState().distributed_type.value, seed=args.seed,
+            student_type=script.student_type, kd_loss=args.kd_loss,
         ),
         training_cost={"student": student.cost.as_dict(),
                        **({"baseline": baseline.cost.as_dict()} if baseline is not None else {})},
         teacher_cache=cache_info,
         teacher_measurements=None if measurement_key is None else {"key": measurement_key,
                                                                    "reused": reused is not None},
+        transfer_set=transfer_set.to_dict() if transfer.enabled else None,
+        vocabulary=None if student.vocabulary is None else {
+            **student.vocabulary, **({"baseline_untrimmed_test": baseline.vocabulary["untrimmed_test"]}
+                                     if baseline is not None else {})},
         command=command, environment=environment(),
     )
     report.retention = round(report.student.test["accuracy"] / report.teacher.test["accuracy"], 4)
     if script.export != "none":
+        from nlp_reuse.compress.deliverables import export_student
+
         report.artefacts, report.export = export_student(out, script.export, args, splits, data_args.max_length)
     remove_empty_folders(out / CHECKPOINTS)  # save_strategy "no": Trainer made the folders, nothing is in them
     report = report.to_dict()
@@ -314,69 +350,33 @@ class _Trained:
     model: PreTrainedModel
     test: dict  # Trainer.predict metrics on the test split (test_accuracy, ...)
     cost: TrainingCost
+    tokenizer: object  # the teacher's, or the trimmed one
+    vocabulary: dict | None = None  # --trim_vocabulary: sizes and the untrimmed model's test metrics
 
 
-def _train_save_test(trainer: Trainer, applied, out: Path, name: str, test_dataset,
-                     resume: str | None = None) -> _Trained:
-    """Train (from `resume` when given), save RUN/<name>/ whole, and measure the test split: the one sequence the
-    student and the baseline share."""
+@dataclasses.dataclass
+class _TestSplit:
+    tokenized: object  # Dataset, tokenized with the teacher's tokenizer
+    raw: object  # Dataset with the texts, for a trimmed tokenizer
+    max_length: int
+
+
+def _train_save_test(trainer: Trainer, applied, out: Path, name: str, test: _TestSplit,
+                     resume: str | None = None, trim: list[str] | None = None) -> _Trained:
+    """Train (from `resume` when given), trim the vocabulary to the texts `trim` when given, save RUN/<name>/
+    whole, and measure the test split: the one sequence the student and the baseline share."""
     with measure_training(trainer.args.device) as cost:
         trainer.train(resume_from_checkpoint=resume)
     cost.trainable_params, cost.total_params = applied.trainable_params, applied.total_params
+    tokenizer, vocabulary, test_dataset = trainer.processing_class, None, test.tokenized
+    if trim is not None:
+        untrimmed = trainer.predict(test_dataset, metric_key_prefix="test").metrics
+        trimmed = trim_student(trainer.model, tokenizer, trim, {k: untrimmed[f"test_{k}"] for k in TEST_METRICS})
+        # A plain Trainer from here: the trimmed ids mean nothing to the teacher.
+        tokenizer, vocabulary = trimmed.tokenizer, trimmed.vocabulary
+        trainer = Trainer(model=trimmed.model, args=trainer.args, processing_class=tokenizer,
+                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
+        test_dataset = tokenize_splits(DatasetDict({"test": test.raw}), tokenizer, test.max_length)["test"]
     model = save_final(applied, trainer, out / name, out / f"{name}_adapter", merge=trainer.args.merge_adapter)
-    return _Trained(model, trainer.predict(test_dataset, metric_key_prefix="test").metrics, cost)
-
-
-def _teacher_measurements(script: DistillScriptArguments, args: DistillationArguments, max_length: int,
-                          teacher: PreTrainedModel, test_dataset) -> tuple[str | None, dict | None]:
-    """(key, stored measurements or None) in the teacher cache; (None, None) without --teacher_cache."""
-    if script.teacher_cache is None:
-        return None, None
-    key = measurement_cache.measurement_key(teacher, test_dataset, {
-        "max_length": max_length, "latency_samples": args.latency_samples, "bf16": args.bf16, "fp16": args.fp16,
-        "eval_batch_size": args.per_device_eval_batch_size})
-    return key, measurement_cache.read_measurements(script.teacher_cache, key)
-
-
-def export_student(out: Path, export: str, args: DistillationArguments, splits,
-                   max_length: int) -> tuple[dict[str, ModelEntry], dict]:
-    """ONNX (and int8, behind the accuracy guard) of RUN/student, measured on the test split like the others.
-
-    Returns the report entries of the artefacts and what the export decided (deliverable, guard, int8 op counts).
-    """
-    from nlp_reuse.compress import export_model
-    from nlp_reuse.compress.benchmark import benchmark_folder, report_entry
-
-    result = export_model(
-        out / "student", out, quantization="dynamic" if export == "onnx_int8" else "none",
-        validation_texts=splits["validation"]["text"], validation_labels=splits["validation"]["label"],
-        max_length=max_length, overwrite=args.overwrite_output_dir, seed=args.seed,
-    )
-    texts, labels = splits["test"]["text"], splits["test"]["label"]
-    artefacts = {}
-    for folder in filter(None, (result.onnx_dir, result.quantized_dir if not result.guard_triggered else None)):
-        row = benchmark_folder(folder, texts, labels, num_threads=torch.get_num_threads(), max_length=max_length,
-                               latency_calls=max(args.latency_samples, 1))
-        name = Path(folder).name
-        artefacts[name] = ModelEntry.from_dict(report_entry(row, path=name), where=f"artefacts.{name}")
-    decision = {"deliverable": Path(result.deliverable).name, "guard_triggered": result.guard_triggered,
-                "guard": result.guard, "quantized_ops": result.quantized_ops, "isa": result.isa}
-    return artefacts, decision
-
-
-def with_teacher_cache(args: DistillationArguments, cache_dir: str, teacher: PreTrainedModel, train_dataset,
-                       collator):
-    """The training set with cached teacher logits attached (computed once, on the main process first)."""
-    if args.hidden_loss_weight > 0 or args.attention_loss_weight > 0:
-        logger.warning("--teacher_cache holds logits only: hidden-state / attention losses still run the live "
-                       "teacher every step, so the cache is not used in this run.")
-        return train_dataset, None
-    device = args.device
-    teacher.to(device)
-    dtype = resolve_teacher_dtype(args)
-    with args.main_process_first(desc="teacher logits cache"):
-        cached, info = load_or_compute(teacher, train_dataset, collator, cache_dir,
-                                       batch_size=args.per_device_eval_batch_size,
-                                       dtype=dtype if dtype != torch.float32 else None)
-    return attach_teacher_logits(train_dataset, cached), info
-
+    return _Trained(model, trainer.predict(test_dataset, metric_key_prefix="test").metrics, cost, tokenizer,
+                    vocabulary)

@@ -250,6 +250,8 @@ class DistillationSettings:
     gradient_accumulation_steps: int | None = None
     world_size: int | None = None
     distributed_type: str | None = None
+    student_type: str | None = None  # transformer | bilstm | static
+    kd_loss: str | None = None  # kl | mse
     extra: dict[str, Any] = field(default_factory=dict)
 
     REQUIRED: ClassVar[tuple[str, ...]] = (
@@ -275,7 +277,8 @@ class DistillationSettings:
             attention_loss_weight=f.get("attention_loss_weight", _NUMBER),
             strategy_config=f.get("strategy_config", _OBJECT),
             gradient_accumulation_steps=f.get("gradient_accumulation_steps", _INT),
-            world_size=f.get("world_size", _INT), distributed_type=f.get("distributed_type", _STR), extra=f.extra(),
+            world_size=f.get("world_size", _INT), distributed_type=f.get("distributed_type", _STR),
+            student_type=f.get("student_type", _STR), kd_loss=f.get("kd_loss", _STR), extra=f.extra(),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -286,7 +289,8 @@ class DistillationSettings:
             "strategy_config": self.strategy_config, "num_train_epochs": self.num_train_epochs,
             "learning_rate": self.learning_rate, "per_device_train_batch_size": self.per_device_train_batch_size,
             "gradient_accumulation_steps": self.gradient_accumulation_steps, "world_size": self.world_size,
-            "distributed_type": self.distributed_type, "seed": self.seed,
+            "distributed_type": self.distributed_type, "seed": self.seed, "student_type": self.student_type,
+            "kd_loss": self.kd_loss,
         }, self.extra)
 
 
@@ -307,6 +311,8 @@ class RunReport:
     training_cost: dict[str, Any] | None = None  # "student"/"baseline" -> TrainingCost.as_dict()
     teacher_cache: dict[str, Any] | None = None  # the logits cache used: fingerprint, path, computed, seconds
     teacher_measurements: dict[str, Any] | None = None  # the measurement-cache key and whether it was reused
+    transfer_set: dict[str, Any] | None = None  # augmented / unlabeled texts the teacher labelled (TransferSet)
+    vocabulary: dict[str, Any] | None = None  # --trim_vocabulary: before, after, untrimmed_test
     environment: dict[str, Any] | None = None  # nlp_reuse.evaluation.environment()
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -330,6 +336,7 @@ class RunReport:
             },
             export=f.get("export", _OBJECT), training_cost=f.get("training_cost", _OBJECT),
             teacher_cache=f.get("teacher_cache", _OBJECT), teacher_measurements=f.get("teacher_measurements", _OBJECT),
+            transfer_set=f.get("transfer_set", _OBJECT), vocabulary=f.get("vocabulary", _OBJECT),
             environment=f.get("environment", _OBJECT), extra=f.extra(),
         )
 
@@ -345,8 +352,8 @@ class RunReport:
             "baseline": self.baseline.to_dict() if self.baseline is not None else None, "artefacts": artefacts,
             "export": self.export, "retention": self.retention, "distillation": self.distillation.to_dict(),
             "training_cost": self.training_cost, "teacher_cache": self.teacher_cache,
-            "teacher_measurements": self.teacher_measurements, "command": self.command,
-            "environment": self.environment,
+            "teacher_measurements": self.teacher_measurements, "transfer_set": self.transfer_set,
+            "vocabulary": self.vocabulary, "command": self.command, "environment": self.environment,
         }, self.extra)
 
 

@@ -81,3 +81,20 @@ def attach_teacher_logits(dataset: Dataset, cached: Dataset) -> Dataset:
     if LOGITS_COLUMN in dataset.column_names:
         dataset = dataset.remove_columns(LOGITS_COLUMN)
     return concatenate_datasets([dataset, cached.select_columns([LOGITS_COLUMN])], axis=1)
+
+
+def with_teacher_cache(args, cache_dir: str, teacher: torch.nn.Module, train_dataset: Dataset, collator,
+                       dtype: torch.dtype) -> tuple[Dataset, dict | None]:
+    """The training set with cached teacher logits attached (computed once, on the main process first), for a run
+    with DistillationArguments `args` and the teacher's compute `dtype`; unchanged when the losses need more than
+    logits."""
+    if args.hidden_loss_weight > 0 or args.attention_loss_weight > 0:
+        logger.warning("--teacher_cache holds logits only: hidden-state / attention losses still run the live "
+                       "teacher every step, so the cache is not used in this run.")
+        return train_dataset, None
+    teacher.to(args.device)
+    with args.main_process_first(desc="teacher logits cache"):
+        cached, info = load_or_compute(teacher, train_dataset, collator, cache_dir,
+                                       batch_size=args.per_device_eval_batch_size,
+                                       dtype=dtype if dtype != torch.float32 else None)
+    return attach_teacher_logits(train_dataset, cached), info

@@ -46,11 +46,13 @@ class _ZeroProjectorGrads(TrainerCallback):
 
 
 class DistillationTrainer(Trainer):
-    """Trains `model` (the student) on `alpha * T^2 * KL + (1 - alpha) * CE` plus optional hidden/attention terms.
+    """Trains `model` (the student) on `alpha * soft + (1 - alpha) * CE` plus optional hidden/attention terms; soft
+    is `T^2 * KL` or the logit MSE (`--kd_loss`). Transfer examples (label -1: augmented or unlabeled texts) learn
+    from the soft term only.
 
-    Losses are computed per example, summed, and divided by the number of labelled examples in the whole optimizer
-    step (all accumulation micro-batches, all processes), so gradient accumulation and data parallelism give the
-    same update as one large batch.
+    Losses are computed per example, summed, and divided by the number of examples (gold and transfer) in the whole
+    optimizer step (all accumulation micro-batches, all processes), so gradient accumulation and data parallelism
+    give the same update as one large batch.
     """
 
     args: DistillationArguments
@@ -168,7 +170,8 @@ class DistillationTrainer(Trainer):
                 teacher_out = self.teacher(**features, output_hidden_states=want_hidden, output_attentions=want_attn)
         teacher_logits = cached_logits if cached_logits is not None else teacher_out.logits
 
-        per_example = kd_loss(student_out.logits, teacher_logits, labels, self.args.temperature, self.args.alpha)
+        per_example = kd_loss(student_out.logits, teacher_logits, labels, self.args.temperature, self.args.alpha,
+                              soft_loss=self.args.kd_loss)
         mask = features.get("attention_mask")
         if want_hidden:
             student_h = [student_out.hidden_states[s] for s, _ in self.layer_pairs]

@@ -27,6 +27,20 @@ from nlp_reuse.files import prepare_output_dir
 # ------------------------------------------------------------------------------------------------------ export
 
 
+@pytest.mark.parametrize("max_length", [8, 64])
+def test_rust_batch_encoder_gives_the_tokenizer_calls_inputs(trained_onnx, max_length):
+    classifier = OnnxClassifier(trained_onnx, max_length=max_length)
+    assert classifier.batch_encoder is not None
+    # Mixed lengths (padding), a text longer than max_length (truncation with [SEP] kept), batch 1 and a batch.
+    for texts in (TEXTS, TEXTS[-1:], ["Good", "the movie WAS quite ok"]):
+        expected = classifier.tokenizer(texts, padding=True, truncation=True, max_length=max_length,
+                                        return_tensors="np")
+        got = classifier.encode(texts)
+        assert list(got) == classifier.input_names
+        for name, array in got.items():
+            np.testing.assert_array_equal(array, expected[name].astype(np.int64))
+
+
 def test_onnx_logits_match_pytorch_and_folder_has_the_optimum_layout(trained_dir, trained_onnx):
     model, tokenizer = load_classifier(trained_dir)
     reference = torch_logits(model, tokenizer, TEXTS)

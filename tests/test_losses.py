@@ -7,13 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from nlp_reuse.losses import (
+    TRANSFER_LABEL,
     attention_kl_loss,
     get_hidden_loss,
+    get_kd_loss,
     hard_ce_loss,
     hidden_cosine_loss,
     hidden_mse_loss,
     kd_kl_loss,
     kd_loss,
+    logit_mse_loss,
 )
 
 
@@ -64,6 +67,46 @@ def test_ignored_labels_contribute_nothing():
     assert loss[1].item() == 0.0
     assert hard_ce_loss(s, y)[1].item() == 0.0
     assert loss[0].item() > 0 and loss[2].item() > 0
+
+
+def test_logit_mse_hand_case_and_zero_on_identical_logits():
+    student = torch.tensor([[1.0, -1.0, 0.0], [0.5, 0.5, 0.5]])
+    teacher = torch.tensor([[3.0, -1.0, 0.0], [0.5, 0.5, 0.5]])
+    # Example 0: squared errors (4, 0, 0), mean 4/3; example 1 is identical. No temperature, no softmax.
+    torch.testing.assert_close(logit_mse_loss(student, teacher, temperature=5.0), torch.tensor([4.0 / 3.0, 0.0]))
+    reference = F.mse_loss(student, teacher, reduction="none").mean(-1)
+    torch.testing.assert_close(logit_mse_loss(student, teacher), reference)
+
+
+def test_logit_mse_sees_what_softmax_hides():
+    # Shifting every logit by a constant leaves the softmax (so the KL) unchanged, not the squared error.
+    s = torch.tensor([[1.0, 2.0]])
+    assert kd_kl_loss(s, s + 10.0, temperature=1.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert logit_mse_loss(s, s + 10.0).item() == pytest.approx(100.0)
+
+
+def test_kd_loss_selects_the_soft_loss_and_names_valid_ones():
+    torch.manual_seed(4)
+    s, t, y = torch.randn(4, 3), torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    torch.testing.assert_close(kd_loss(s, t, y, alpha=0.25, soft_loss="mse"),
+                               0.25 * logit_mse_loss(s, t) + 0.75 * F.cross_entropy(s, y, reduction="none"))
+    with pytest.raises(ValueError, match=r"Unknown kd_loss 'l1': expected one of \['kl', 'mse'\]"):
+        get_kd_loss("l1")
+
+
+@pytest.mark.parametrize("soft_loss", ["kl", "mse"])
+def test_transfer_examples_learn_from_the_teacher_only(soft_loss):
+    torch.manual_seed(5)
+    s, t = torch.randn(3, 4), torch.randn(3, 4)
+    y = torch.tensor([1, TRANSFER_LABEL, -100])
+    loss = kd_loss(s, t, y, temperature=2.0, alpha=0.5, soft_loss=soft_loss)
+    soft = get_kd_loss(soft_loss)(s, t, 2.0)
+    # Gold example: both terms; transfer example: alpha * soft only (no cross-entropy on a guessed label);
+    # ignored example: nothing.
+    torch.testing.assert_close(loss[0], 0.5 * soft[0] + 0.5 * F.cross_entropy(s[:1], y[:1])[()])
+    torch.testing.assert_close(loss[1], 0.5 * soft[1])
+    assert loss[2].item() == 0.0
+    assert hard_ce_loss(s, y)[1].item() == 0.0
 
 
 def test_temperature_must_be_positive():

@@ -18,6 +18,7 @@ from nlp_reuse.config import DataArguments, DistillationArguments, DistillScript
 from nlp_reuse.evaluation import format_seed_table, summarize_seeds
 from nlp_reuse.files import prepare_output_dir, write_json
 from nlp_reuse.pipeline import release_distributed, run_distillation
+from nlp_reuse.student_config import StudentFamilyArguments, TransferSetArguments
 
 
 @dataclass
@@ -32,8 +33,9 @@ class SeedArguments:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = make_parser((DataArguments, DistillScriptArguments, DistillationArguments, SeedArguments), __doc__)
-    data_args, script_args, distill_args, seed_args = parse_args(parser, argv)
+    parser = make_parser((DataArguments, DistillScriptArguments, StudentFamilyArguments, TransferSetArguments,
+                          DistillationArguments, SeedArguments), __doc__)
+    data_args, script_args, family_args, transfer_args, distill_args, seed_args = parse_args(parser, argv)
     script_args.run_baseline = True  # the benchmark compares KD with no KD, seed by seed
     root = prepare_output_dir(distill_args.output_dir, overwrite=distill_args.overwrite_output_dir)
     reports = {}
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
         run_args = copy.copy(distill_args)
         run_args.seed, run_args.output_dir = seed, str(root / f"seed{seed}")
         reports[seed] = run_distillation(data_args, script_args, run_args,
-                                         command=command_line("benchmark-distill", argv))
+                                         command=command_line("benchmark-distill", argv), family=family_args,
+                                         transfer=transfer_args)
     summary = summarize_seeds(reports)
     table = format_seed_table(reports, summary)
     write_json(Path(root) / "seeds_summary.json", {**summary, "command": command_line("benchmark-distill", argv)})

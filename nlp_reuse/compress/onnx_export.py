@@ -179,6 +179,26 @@ def optimize_onnx(onnx_dir: str | Path, output_dir: str | Path, level: str, *, o
     return target
 
 
+_ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+
+
+def rust_batch_encoder(tokenizer, max_length: int):
+    """A copy of the tokenizer's Rust `tokenizers.Tokenizer` that truncates to `max_length` and pads to the longest
+    text, as `tokenizer(texts, padding=True, truncation=True, max_length=...)` does, without its Python wrapper:
+    about 70 us less per batch-1 call, most of what a static-embedding student costs. None when the tokenizer has no
+    Rust backend or pads on the left (the wrapper is used then)."""
+    from tokenizers import Tokenizer
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or tokenizer.pad_token is None or tokenizer.padding_side != "right":
+        return None
+    encoder = Tokenizer.from_str(backend.to_str())
+    encoder.enable_truncation(max_length=max_length)
+    encoder.enable_padding(pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token,
+                           pad_type_id=tokenizer.pad_token_type_id)
+    return encoder
+
+
 class OnnxClassifier:
     """Text in, logits out, over a plain onnxruntime session (the benchmark's ONNX predictor)."""
 
@@ -197,8 +217,13 @@ class OnnxClassifier:
         self.session = create_ort_session(self.onnx_path, num_threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.max_length = max_length
+        self.batch_encoder = rust_batch_encoder(self.tokenizer, max_length)
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
+        if self.batch_encoder is not None:
+            encodings = self.batch_encoder.encode_batch(list(texts))
+            return {name: np.array([getattr(e, _ENCODING_FIELDS[name]) for e in encodings], dtype=np.int64)
+                    for name in self.input_names}
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
         return {name: enc[name].astype(np.int64) for name in self.input_names}
 

@@ -159,6 +159,36 @@ def _result_row(label: str, entry: ModelEntry, teacher: ModelEntry) -> dict[str,
 _ARTEFACT_LABELS = {"onnx": "Student, ONNX fp32", "onnx_int8": "Student, ONNX int8 (dynamic quantization)"}
 
 
+def describe_student(config, num_layers: int) -> dict[str, str]:
+    """What the student is, in words: `headline` opens the card, `description` goes under "How it was made"."""
+    if config.model_type == "nlp_reuse_bilstm":
+        return {"headline": "one-layer BiLSTM", "description": (
+            f"a bidirectional LSTM classifier (Tang et al. 2019): {config.vocab_size:,} token embeddings of "
+            f"{config.embedding_dim} dims, {config.num_hidden_layers} LSTM layer of {config.hidden_size} units per "
+            f"direction, {config.pooling} pooling, MLP width {config.classifier_hidden}")}
+    if config.model_type == "nlp_reuse_static":
+        return {"headline": "static-embedding", "description": (
+            f"a static bag-of-embeddings classifier: {config.vocab_size:,} token vectors of {config.embedding_dim} "
+            f"dims, {config.pooling} pooling over the text, MLP width {config.classifier_hidden} (no attention, "
+            "no recurrence)")}
+    return {"headline": f"{num_layers}-layer {config.model_type}", "description": (
+        f"{config.model_type}, {num_layers} layers, hidden size {config.hidden_size}, "
+        f"{config.num_attention_heads} attention heads")}
+
+
+def describe_transfer(transfer: dict | None, num_train: int) -> str | None:
+    """The transfer set in words, or None when the student learnt from the labelled training texts only."""
+    if not transfer:
+        return None
+    parts = []
+    if transfer["num_augmented"]:
+        parts.append(f"{transfer['num_augmented']:,} augmented texts ({', '.join(transfer['augment'])}; "
+                     f"{transfer['augment_factor']} candidates per training text)")
+    if transfer["num_unlabeled"]:
+        parts.append(f"{transfer['num_unlabeled']:,} unlabeled texts from `{Path(transfer['unlabeled_file']).name}`")
+    return f"the {num_train:,} training texts plus " + " and ".join(parts)
+
+
 def _card_context(run_dir: Path, report: RunReport, repo_id: str | None, base_model: str | None,
                   onnx: dict[str, Path]) -> dict[str, Any]:
     """Everything the template shows, already formatted, all read from report.json and the student's config."""
@@ -196,11 +226,11 @@ def _card_context(run_dir: Path, report: RunReport, repo_id: str | None, base_mo
         "teacher": {"name": teacher_name, "num_layers": teacher.num_layers, "params": _fmt_params(teacher.params)},
         "base_model": base_model,
         "student": {
-            "model_type": student_config.model_type,
-            "num_layers": student.num_layers,
-            "hidden_size": student_config.hidden_size,
-            "num_heads": student_config.num_attention_heads,
+            **describe_student(student_config, student.num_layers),
             "params": _fmt_params(student.params),
+            "vocabulary": None if not report.vocabulary else {
+                "before": f"{report.vocabulary['before']:,}", "after": f"{report.vocabulary['after']:,}",
+                "untrimmed": format_metric(report.vocabulary["untrimmed_test"]["accuracy"])},
             "accuracy": format_metric(accuracy),
             "macro_f1": format_metric(student.test["macro_f1"]),
             "ci95": f"{ci95:.3f}",
@@ -212,6 +242,7 @@ def _card_context(run_dir: Path, report: RunReport, repo_id: str | None, base_mo
         # to_dict leaves out settings older reports lack: the template asks `is defined`.
         "kd": {**kd.to_dict(), "layer_map": ", ".join(f"{s}→{t}" for s, t in kd.layer_map) or "none"},
         "rows": rows,
+        "transfer": describe_transfer(report.transfer_set, task.num_train),
         "onnx": [
             {"subfolder": name, "label": _ARTEFACT_LABELS[name],
              "file_name": ONNX_SUBFOLDERS[name] if ONNX_SUBFOLDERS[name] != "model.onnx" else None}

@@ -1,0 +1,85 @@
+"""A BiLSTM text classifier after Tang et al. (2019), "Distilling Task-Specific Knowledge from BERT into Simple
+Neural Networks": token embeddings, one bidirectional LSTM layer, pooling over the real tokens, a small MLP.
+
+The backward direction is a second LSTM run over each sequence reversed within its own length (an index gather), so
+right-padding is never read before the real tokens: a text's logits are the same alone or in a padded batch, and
+the graph exports to ONNX (two LSTM nodes and gathers, no packed sequences).
+"""
+
+import torch
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+
+from nlp_reuse.families.common import (
+    POOLINGS,
+    attention_mask_or_ones,
+    classification_output,
+    classifier_head,
+    masked_pool,
+    pooled_width,
+)
+
+
+class BiLSTMConfig(PretrainedConfig):
+    model_type = "nlp_reuse_bilstm"
+
+    def __init__(self, vocab_size: int = 30522, embedding_dim: int = 300, hidden_size: int = 300,
+                 num_hidden_layers: int = 1, classifier_hidden: int = 256, dropout: float = 0.1,
+                 pooling: str = "max", pad_token_id: int = 0, **kwargs):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.hidden_size = hidden_size  # LSTM units per direction
+        self.num_hidden_layers = num_hidden_layers  # LSTM layers (benchmarks read this as the depth)
+        self.classifier_hidden = classifier_hidden
+        self.dropout = dropout
+        self.pooling = pooling
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+
+
+def reverse_within_length(mask: torch.Tensor) -> torch.Tensor:
+    """(batch, seq) index that reverses each row's first `length` positions and leaves the padding in place; applying
+    it twice is the identity."""
+    lengths = mask.sum(1, keepdim=True)  # (batch, 1)
+    positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)  # (1, seq)
+    return torch.where(positions < lengths, lengths - 1 - positions, positions)
+
+
+def _gather_steps(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # (batch, seq, dim)
+
+
+class BiLSTMForSequenceClassification(PreTrainedModel):
+    config_class = BiLSTMConfig
+    base_model_prefix = "bilstm"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: BiLSTMConfig):
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
+        layers = config.num_hidden_layers
+        self.forward_lstm = nn.LSTM(config.embedding_dim, config.hidden_size, num_layers=layers, batch_first=True)
+        self.backward_lstm = nn.LSTM(config.embedding_dim, config.hidden_size, num_layers=layers, batch_first=True)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = classifier_head(pooled_width(2 * config.hidden_size, config.pooling),
+                                          config.classifier_hidden, config.num_labels, config.dropout)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings = value
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None, **kwargs):
+        # token_type_ids is accepted and unused: one collated batch feeds the teacher and the student.
+        mask = attention_mask_or_ones(input_ids, attention_mask)
+        x = self.dropout(self.embeddings(input_ids))  # (batch, seq, embedding_dim)
+        reverse = reverse_within_length(mask)
+        forward_states, _ = self.forward_lstm(x)  # (batch, seq, hidden)
+        backward_states, _ = self.backward_lstm(_gather_steps(x, reverse))
+        states = torch.cat([forward_states, _gather_steps(backward_states, reverse)], dim=-1)  # (batch, seq, 2 hidden)
+        logits = self.classifier(masked_pool(states, mask, self.config.pooling))  # (batch, num_labels)
+        return classification_output(logits, labels)

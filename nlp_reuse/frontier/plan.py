@@ -1,0 +1,164 @@
+"""The frontier's plan: a YAML of shared distill flags plus a `students:` mapping (name -> the student's own flags),
+checked whole before any training, then run as one `nlp-reuse distill` per student and seed (each with its no-KD
+baseline and an int8 ONNX export behind the accuracy guard).
+
+    dataset_name: builtin:trec6          # any flag of `nlp-reuse distill`, shared by every student
+    teacher_cache: runs/cache
+    students:
+      bilstm-128:
+        student_type: bilstm
+        student_embedding_dim: 128
+        augment: masking,ngram
+      minilm-l3:
+        student_num_layers: 3
+        seeds: [1]                       # this student's seeds (default: --seeds)
+"""
+
+import argparse
+import copy
+import difflib
+import json
+import logging
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nlp_reuse.cli import parse_args
+from nlp_reuse.config import DataArguments
+from nlp_reuse.errors import ConfigError, format_error
+
+logger = logging.getLogger(__name__)
+
+# Set by the frontier for every run: a plan that sets them would be silently overridden.
+FRONTIER_OWNED = ("output_dir", "seed", "run_baseline", "export", "overwrite_output_dir", "push_to_hub")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class FrontierPlan:
+    common: dict[str, Any]  # distill flags shared by every student
+    students: dict[str, dict[str, Any]]  # name -> the student's own flags (override `common`)
+    source: str
+    seeds: dict[str, list[int]]  # name -> its own seeds, where the plan sets them
+
+    def seeds_of(self, name: str, default: list[int]) -> list[int]:
+        return self.seeds.get(name, default)
+
+
+def _distill_parser():
+    from nlp_reuse.commands.distill import make_distill_parser
+
+    return make_distill_parser()
+
+
+def read_plan(path: str | Path, teacher: str | None = None) -> FrontierPlan:
+    """Read and check the plan: its keys are distill flags, `students` a non-empty mapping of folder-safe names;
+    data flags are shared (one test split for every row). `teacher` overrides the plan's teacher."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(format_error("Frontier plan not found.", "a YAML file (see configs/trec6_frontier.yaml)",
+                                       f"no file at {path}", "pass --config PATH"))
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    students = raw.pop("students", None) if isinstance(raw, dict) else None
+    if not isinstance(students, dict) or not students:
+        raise ConfigError(format_error(
+            f"{path} names no students.", "a `students:` mapping of name -> distill flags",
+            f"students: {students!r}", "add e.g. `students: {bilstm: {student_type: bilstm}}`"))
+    if teacher is not None:
+        raw["teacher_model_name_or_path"] = teacher
+    valid = {f.name for dtype in _distill_parser().dataclass_types for f in fields(dtype) if f.init}
+    data_keys = {f.name for f in fields(DataArguments)}
+    _check_keys(raw, valid, path, "the shared flags")
+    seeds = {}
+    for name, flags in students.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"{path}: student name {name!r} must be a folder name (letters, digits, . _ -).")
+        if not isinstance(flags, dict):
+            raise ConfigError(f"{path}: students.{name} must be a mapping of distill flags, got {flags!r}.")
+        if "seeds" in flags:
+            own = flags.pop("seeds")
+            if not isinstance(own, list) or not own or not all(isinstance(s, int) for s in own):
+                raise ConfigError(f"{path}: students.{name}.seeds must be a list of integers such as [1], "
+                                  f"got {own!r}.")
+            seeds[name] = own
+        _check_keys(flags, valid, path, f"students.{name}")
+        shadowed = sorted(set(flags) & data_keys)
+        if shadowed:
+            raise ConfigError(format_error(
+                f"{path}: students.{name} sets data flags; every student is measured on one test split.",
+                "data flags (dataset_name, max_length, ...) at the top level only", ", ".join(shadowed),
+                "move them to the top level of the plan"))
+    return FrontierPlan(common=raw, students=students, source=str(path), seeds=seeds)
+
+
+def _check_keys(flags: dict, valid: set[str], path: Path, where: str) -> None:
+    for key in flags:
+        if key in FRONTIER_OWNED:
+            raise ConfigError(f"{path}: {where} sets {key!r}, which the frontier sets for every run; remove it.")
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=3)
+            raise ConfigError(format_error(
+                f"{path}: unknown flag {key!r} in {where}.", "flags of `nlp-reuse distill --help`",
+                repr(key), f"did you mean {', '.join(close)}?" if close else "check the spelling"))
+
+
+def to_argv(flags: dict[str, Any]) -> list[str]:
+    """`--key value` pairs as the distill parser reads them (booleans true/false, mappings as JSON)."""
+    argv = []
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, dict):
+            value = json.dumps(value)
+        argv += [f"--{key}", str(value)]
+    return argv
+
+
+def run_flags(plan: FrontierPlan, name: str, seed: int, run_dir: Path, cache_dir: Path) -> dict[str, Any]:
+    """Every flag of one student's run at one seed."""
+    flags = {"teacher_cache": str(cache_dir), **copy.deepcopy(plan.common), **copy.deepcopy(plan.students[name])}
+    return {**flags, "seed": seed, "output_dir": str(run_dir), "run_baseline": True, "export": "onnx_int8",
+            "overwrite_output_dir": True}
+
+
+def check_runs(plan: FrontierPlan, seeds: list[int], root: Path) -> None:
+    """Parse every run's flags (types, ranges, combinations) before the first one trains."""
+    parser = _distill_parser()
+    parser.exit_on_error = False  # a bad value raises, so the message can name the student
+    for name in plan.students:
+        try:
+            parse_args(parser, to_argv(run_flags(plan, name, plan.seeds_of(name, seeds)[0], root / name,
+                                                            root / "cache")))
+        except (ConfigError, ValueError, argparse.ArgumentError) as err:
+            raise ConfigError(f"{plan.source}: students.{name}: {err}") from err
+
+
+def run_dir(root: Path, name: str, seed: int) -> Path:
+    return root / "runs" / name / f"seed{seed}"
+
+
+def run_plan(plan: FrontierPlan, seeds: list[int], root: Path, redo: bool = False) -> dict[str, dict[int, Path]]:
+    """Distill every student at every seed into ROOT/runs/NAME/seedS/. A run whose report.json exists is kept
+    (a stopped frontier goes on where it stopped) unless `redo`."""
+    from nlp_reuse.commands.distill import main as distill
+
+    check_runs(plan, seeds, root)
+    runs: dict[str, dict[int, Path]] = {}
+    for name in plan.students:
+        for seed in plan.seeds_of(name, seeds):
+            folder = run_dir(root, name, seed)
+            runs.setdefault(name, {})[seed] = folder
+            if (folder / "report.json").is_file() and not redo:
+                logger.info("Keeping %s (report.json present; --redo true trains it again).", folder)
+                continue
+            logger.info("Distilling %s, seed %d -> %s", name, seed, folder)
+            distill(to_argv(run_flags(plan, name, seed, folder, root / "cache")))
+    return runs
