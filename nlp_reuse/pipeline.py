@@ -30,6 +30,7 @@ from nlp_reuse.evaluation import (
     size_on_disk_mb,
     torch_latency_ms,
 )
+from nlp_reuse.families import build_student_family
 from nlp_reuse.files import prepare_output_dir, write_json
 from nlp_reuse.modeling import (
     check_compatibility,
@@ -66,7 +67,6 @@ from nlp_reuse.strategies import (
     strategy_trainer_kwargs,
 )
 from nlp_reuse.student_config import StudentFamilyArguments, TransferSetArguments, check_family_options
-from nlp_reuse.families import build_student_family
 from nlp_reuse.teacher_cache import with_teacher_cache
 from nlp_reuse.trainers import DistillationTrainer, resolve_teacher_dtype
 from nlp_reuse.transfer import build_transfer_set, trim_student, with_transfer_examples

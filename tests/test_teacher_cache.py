@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from datasets import DatasetDict
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
 from conftest import build_tiny_bert
@@ -44,6 +45,21 @@ def test_computed_once_then_reused(setup, tmp_path):
     with torch.no_grad():
         expected = teacher(**collator([{k: train[0][k] for k in ("input_ids", "token_type_ids", "attention_mask")}]))
     torch.testing.assert_close(torch.tensor(second[0][LOGITS_COLUMN]), expected.logits[0], atol=1e-5, rtol=1e-5)
+
+
+def test_length_sorted_batches_come_back_in_dataset_order(setup, tmp_path):
+    teacher_dir, splits, tokenizer = setup
+    texts = ["good", "the movie was really quite dull and the acting was worse " * 2, "fine plot", "bad"] * 3
+    dataset = splits["train"].select(range(len(texts))).remove_columns("text").add_column("text", texts)
+    train = tokenize_splits(DatasetDict({"train": dataset}), tokenizer, 32)["train"]
+    teacher = load_teacher(str(teacher_dir))
+    collator = DataCollatorWithPadding(tokenizer)
+    cached, _ = load_or_compute(teacher, train, collator, tmp_path, batch_size=5)
+    columns = ("input_ids", "token_type_ids", "attention_mask")
+    with torch.no_grad():  # each row against the teacher on that example alone
+        for i in range(len(texts)):
+            alone = teacher(**collator([{k: train[i][k] for k in columns}])).logits[0]
+            torch.testing.assert_close(torch.tensor(cached[i][LOGITS_COLUMN]), alone, atol=1e-5, rtol=1e-5)
 
 
 def test_fingerprint_changes_with_teacher_and_tokenization(setup, tmp_path):

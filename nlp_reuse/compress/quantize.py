@@ -35,7 +35,8 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANTIZATION_MODES = ("none", "dynamic", "static")
 # Dynamic quantization covers the matrix products and the embedding tables (Gather): in a small student the word
 # embeddings are most of the parameters (11.7M of MiniLM-L3's 17.4M), so leaving them fp32 keeps 3/4 of the file.
-DYNAMIC_OPERATORS = ("MatMul", "Gather")
+# LSTM: a BiLSTM student's recurrent weights (DynamicQuantizeLSTM); transformer graphs have none.
+DYNAMIC_OPERATORS = ("MatMul", "Gather", "LSTM")
 # Static quantization calibrates and quantizes only these operators. A QDQ list that also covers the Sub/Mul/Add
 # building BERT's additive attention mask lets its -3.4e38 entries overflow the percentile/entropy histograms and
 # wipe out attention under minmax ranges, and LayerNorm/GELU arithmetic is fragile in int8; the matrix products and

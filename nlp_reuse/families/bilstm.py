@@ -4,6 +4,9 @@ Neural Networks": token embeddings, one bidirectional LSTM layer, pooling over t
 The backward direction is a second LSTM run over each sequence reversed within its own length (an index gather), so
 right-padding is never read before the real tokens: a text's logits are the same alone or in a padded batch, and
 the graph exports to ONNX (two LSTM nodes and gathers, no packed sequences).
+
+Under `torch.onnx.export` each LSTM is emitted as one ONNX `LSTM` node (`torch.onnx.ops.symbolic`): torch.export
+decomposes `nn.LSTM` into a loop over the time steps, which fixes the sequence length of the graph.
 """
 
 import torch
@@ -46,6 +49,28 @@ def reverse_within_length(mask: torch.Tensor) -> torch.Tensor:
     return torch.where(positions < lengths, lengths - 1 - positions, positions)
 
 
+def _onnx_gates(weight: torch.Tensor) -> torch.Tensor:
+    """PyTorch stacks the LSTM gates as (input, forget, cell, output), ONNX as (input, output, forget, cell)."""
+    h = weight.shape[0] // 4  # slices, not chunk(): the exporter folds them into constants (it keeps a Split)
+    return torch.cat([weight[:h], weight[3 * h:], weight[h:2 * h], weight[2 * h:3 * h]], dim=0)
+
+
+def lstm_states(lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
+    """(batch, seq, input) -> (batch, seq, hidden): the top layer's states of a batch-first, one-way `lstm`."""
+    if not torch.onnx.is_in_onnx_export():
+        return lstm(x)[0]
+    x = x.transpose(0, 1)  # (seq, batch, input): onnxruntime runs the time-major layout only
+    for layer in range(lstm.num_layers):
+        weights = [getattr(lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        w, r = (_onnx_gates(m).unsqueeze(0) for m in weights[:2])  # (1, 4 hidden, input | hidden)
+        b = torch.cat([_onnx_gates(weights[2]), _onnx_gates(weights[3])]).unsqueeze(0)  # (1, 8 hidden)
+        y = torch.onnx.ops.symbolic(  # Y: (seq, directions, batch, hidden)
+            "::LSTM", (x, w, r, b), {"hidden_size": lstm.hidden_size}, dtype=x.dtype,
+            shape=(x.shape[0], 1, x.shape[1], lstm.hidden_size))
+        x = y.squeeze(1)
+    return x.transpose(0, 1)
+
+
 def _gather_steps(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # (batch, seq, dim)
 
@@ -78,8 +103,8 @@ class BiLSTMForSequenceClassification(PreTrainedModel):
         mask = attention_mask_or_ones(input_ids, attention_mask)
         x = self.dropout(self.embeddings(input_ids))  # (batch, seq, embedding_dim)
         reverse = reverse_within_length(mask)
-        forward_states, _ = self.forward_lstm(x)  # (batch, seq, hidden)
-        backward_states, _ = self.backward_lstm(_gather_steps(x, reverse))
+        forward_states = lstm_states(self.forward_lstm, x)  # (batch, seq, hidden)
+        backward_states = lstm_states(self.backward_lstm, _gather_steps(x, reverse))
         states = torch.cat([forward_states, _gather_steps(backward_states, reverse)], dim=-1)  # (batch, seq, 2 hidden)
         logits = self.classifier(masked_pool(states, mask, self.config.pooling))  # (batch, num_labels)
         return classification_output(logits, labels)
