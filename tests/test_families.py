@@ -8,11 +8,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import make_examples
 from datasets import Dataset
 from transformers import AutoConfig, AutoModelForSequenceClassification, DataCollatorWithPadding, pipeline
 
 import nlp_reuse  # noqa: F401  (registers the Auto classes)
+from conftest import make_examples
 from nlp_reuse.compress.onnx_export import check_onnx_parity, export_onnx
 from nlp_reuse.compress.pipeline import export_model
 from nlp_reuse.config import DistillationArguments
@@ -125,8 +125,9 @@ def test_embedding_inits_come_from_the_teacher(teacher):
     torch.manual_seed(1)
     low_rank = torch.randn(50, 4) @ torch.randn(4, 32)
     projected = pca_project(low_rank, 4)
-    torch.testing.assert_close(torch.cdist(projected, projected), torch.cdist(low_rank, low_rank), atol=1e-3,
-                               rtol=1e-3)
+    exact = "donot_use_mm_for_euclid_dist"
+    torch.testing.assert_close(torch.cdist(projected, projected, compute_mode=exact),
+                               torch.cdist(low_rank, low_rank, compute_mode=exact), atol=1e-3, rtol=1e-3)
     vectors = encoder_static_embeddings(model, tokenizer, 8, batch_size=64)
     assert vectors.shape == (rows.shape[0], 8)
     assert torch.unique(vectors.round(decimals=5), dim=0).shape[0] > 0.9 * rows.shape[0]  # distinct per token
@@ -142,3 +143,40 @@ def test_family_errors_name_the_valid_choices(teacher):
         build_student_family("static", model, tokenizer, embedding_dim=64)
     with pytest.raises(ModelError, match="one of \\('teacher', 'encoder', 'random'\\)"):
         build_student_family("static", model, tokenizer, embedding_dim=8, embedding_init="glove")
+
+
+@pytest.mark.parametrize(("student_type", "flags", "message"), [
+    ("bilstm", {"hidden_loss_weight": 1.0}, "Hidden-state and attention transfer need a transformer student"),
+    ("static", {"strategy": "lora"}, "--strategy lora freezes or adapts transformer layers"),
+    ("transformer", {"strategy": "lora", "trim": True}, "--trim_vocabulary rewrites the embedding matrix"),
+])
+def test_family_option_combinations_are_refused_before_any_model(student_type, flags, message):
+    from nlp_reuse.errors import ConfigError
+    from nlp_reuse.student_config import StudentFamilyArguments, check_family_options
+
+    family = StudentFamilyArguments(trim_vocabulary=flags.get("trim", False))
+    with pytest.raises(ConfigError, match=message):
+        check_family_options(student_type, family, flags.get("hidden_loss_weight", 0.0), 0.0,
+                             flags.get("strategy", "full"))
+
+
+def test_student_sources_depend_on_the_family():
+    from nlp_reuse.config import DistillScriptArguments
+
+    DistillScriptArguments(teacher_model_name_or_path="t", student_type="bilstm")  # built from the teacher
+    with pytest.raises(ValueError, match="--student_type bilstm builds its student from the teacher"):
+        DistillScriptArguments(teacher_model_name_or_path="t", student_type="bilstm", student_num_layers=2)
+    with pytest.raises(ValueError, match=r"or --student_type bilstm \| static\); found none"):
+        DistillScriptArguments(teacher_model_name_or_path="t")
+
+
+def test_an_export_that_fixes_the_sequence_length_is_refused(teacher, tmp_path, monkeypatch):
+    # A plain nn.LSTM under torch.export (our symbolic path switched off): after the first such export in a process,
+    # torch's LSTM decomposition fixes the sequence length; the exporter must say so instead of writing the graph.
+    from nlp_reuse.families import bilstm
+
+    student, tokenizer = _student("bilstm", teacher), teacher[1]
+    monkeypatch.setattr(bilstm, "lstm_states", lambda lstm, x: lstm(x)[0])
+    with pytest.raises(ModelError, match="fixed input sizes"):
+        for attempt in range(2):  # the first plain-LSTM export of a process may still come out dynamic
+            export_onnx(student, tokenizer, tmp_path / f"lstm{attempt}")

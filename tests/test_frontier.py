@@ -81,8 +81,11 @@ def test_frontier_end_to_end_on_tiny_models(tmp_path, tiny_teacher_dir):
               "test_file": str(data / "test.jsonl"), "teacher_model_name_or_path": str(tiny_teacher_dir),
               "max_length": 32, "max_steps": 2, "per_device_train_batch_size": 8, "learning_rate": 0.01,
               "latency_samples": 2, "use_cpu": True}
+    unlabeled = tmp_path / "unlabeled.txt"
+    unlabeled.write_text("".join(r["text"] + " indeed\n" for r in make_examples(10, seed=9)))
     students = {"static": {"student_type": "static", "student_embedding_dim": 16, "student_classifier_hidden": 0,
-                           "augment": "masking,ngram", "augment_factor": 2, "trim_vocabulary": True},
+                           "augment": "masking,ngram", "augment_factor": 2, "trim_vocabulary": True,
+                           "unlabeled_file": str(unlabeled)},
                 "bilstm": {"student_type": "bilstm", "student_embedding_dim": 16, "student_hidden_size": 8,
                            "kd_loss": "mse", "alpha": 1.0, "seeds": [2]}}
     out = tmp_path / "frontier"
@@ -103,12 +106,24 @@ def test_frontier_end_to_end_on_tiny_models(tmp_path, tiny_teacher_dir):
         assert row["baseline_accuracy"] is not None
     ablation = {e["student"]: e for e in stored["ablation"]}
     assert ablation["static"]["transfer"]["num_augmented"] > 0
+    assert ablation["static"]["transfer"]["num_unlabeled"] == 10
     assert ablation["static"]["vocabulary"]["after"] < ablation["static"]["vocabulary"]["before"]
     assert ablation["bilstm"]["kd_loss"] == "mse" and ablation["bilstm"]["transfer"] is None
     assert stored["latency_budget"]["pick"] == result["latency_budget"]["pick"] is not None
     markdown = (out / "frontier.md").read_text()
     assert "| static pytorch |" in markdown and "KD gain (points)" in markdown
     assert (out / "frontier.png").stat().st_size > 10_000
+
+    # The card says what the student is, how its vocabulary was cut and what it learnt from.
+    from nlp_reuse.hub import render_model_card
+
+    card = render_model_card(out / "runs" / "static" / "seed1", repo_id="me/static-student")
+    assert "static-embedding text classifier" in card and "static bag-of-embeddings classifier" in card
+    assert "**Vocabulary:** trimmed after training from" in card
+    transfer = next(line for line in card.splitlines() if line.startswith("- **Transfer set:**"))
+    assert "10 unlabeled texts from `unlabeled.txt`" in transfer and str(tmp_path) not in transfer
+    bilstm_card = render_model_card(out / "runs" / "bilstm" / "seed2", repo_id="me/bilstm-student")
+    assert "bidirectional LSTM classifier" in bilstm_card and "mean squared error between" in bilstm_card
 
     # A second call keeps the trained runs (their report.json) and only measures again.
     stamp = (out / "runs" / "static" / "seed1" / "report.json").stat().st_mtime_ns

@@ -78,6 +78,24 @@ def _export_with_torch(model: torch.nn.Module, inputs: dict[str, torch.Tensor], 
             dynamo=True, external_data=False, verbose=False, report=False,
         )
     program.save(str(path), external_data=False)
+    _check_dynamic_axes(path)
+
+
+def _check_dynamic_axes(path: Path) -> None:
+    """torch.export may fix an axis to the sample's size without an error (a decomposition that loops over time
+    steps does): the graph would then refuse every other text length at run time. Refuse it here instead."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    fixed = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input
+             if any(d.dim_value for d in i.type.tensor_type.shape.dim)}
+    if fixed:
+        raise ModelError(format_error(
+            "The exported ONNX graph has fixed input sizes: it would only accept texts of the sample's length.",
+            "dynamic batch_size and sequence_length axes on every input", f"{fixed}",
+            "the model has an operator torch.export specializes (e.g. nn.LSTM: emit it with "
+            "torch.onnx.ops.symbolic as nlp_reuse.families.bilstm does); report it with the model class",
+        ))
 
 
 @contextlib.contextmanager
