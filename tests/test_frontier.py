@@ -125,8 +125,14 @@ def test_frontier_end_to_end_on_tiny_models(tmp_path, tiny_teacher_dir):
     bilstm_card = render_model_card(out / "runs" / "bilstm" / "seed2", repo_id="me/bilstm-student")
     assert "bidirectional LSTM classifier" in bilstm_card and "mean squared error between" in bilstm_card
 
-    # A second call keeps the trained runs (their report.json) and only measures again.
-    stamp = (out / "runs" / "static" / "seed1" / "report.json").stat().st_mtime_ns
+    # A second call keeps the runs that finished with the same flags and only measures again; a student whose flags
+    # changed in the plan trains again rather than being measured stale.
+    reports = {name: (out / "runs" / name / "seed2" / "report.json") for name in ("static", "bilstm")}
+    stamps = {name: path.stat().st_mtime_ns for name, path in reports.items()}
+    students["bilstm"]["learning_rate"] = 0.005
+    plan_path.write_text(yaml.safe_dump({**common, "students": students}))
     main(["--plan", str(plan_path), "--output_dir", str(out), "--seeds", "1,2", "--latency_calls", "2",
-          "--throughput_calls", "1", "--num_threads", "1", "--only", "static"])
-    assert (out / "runs" / "static" / "seed1" / "report.json").stat().st_mtime_ns == stamp
+          "--throughput_calls", "1", "--num_threads", "1"])
+    assert reports["static"].stat().st_mtime_ns == stamps["static"]
+    assert reports["bilstm"].stat().st_mtime_ns != stamps["bilstm"]
+    assert json.loads(reports["bilstm"].read_text())["distillation"]["learning_rate"] == 0.005

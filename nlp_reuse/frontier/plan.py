@@ -29,6 +29,7 @@ import yaml
 from nlp_reuse.cli import parse_args
 from nlp_reuse.config import DataArguments
 from nlp_reuse.errors import ConfigError, format_error
+from nlp_reuse.files import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -145,9 +146,19 @@ def run_dir(root: Path, name: str, seed: int) -> Path:
     return root / "runs" / name / f"seed{seed}"
 
 
+RUN_FLAGS_FILE = "frontier_flags.json"
+
+
+def _finished_with(folder: Path, flags: dict[str, Any]) -> bool:
+    """A run is kept only when it finished (report.json) with exactly these flags: after an edit of the plan the
+    student trains again instead of being measured stale."""
+    marker = folder / RUN_FLAGS_FILE
+    return (folder / "report.json").is_file() and marker.is_file() and json.loads(marker.read_text()) == flags
+
+
 def run_plan(plan: FrontierPlan, seeds: list[int], root: Path, redo: bool = False) -> dict[str, dict[int, Path]]:
-    """Distill every student at every seed into ROOT/runs/NAME/seedS/. A run whose report.json exists is kept
-    (a stopped frontier goes on where it stopped) unless `redo`."""
+    """Distill every student at every seed into ROOT/runs/NAME/seedS/. A run that finished with the same flags is
+    kept (a stopped frontier goes on where it stopped) unless `redo`."""
     from nlp_reuse.commands.distill import main as distill
 
     check_runs(plan, seeds, root)
@@ -156,9 +167,11 @@ def run_plan(plan: FrontierPlan, seeds: list[int], root: Path, redo: bool = Fals
         for seed in plan.seeds_of(name, seeds):
             folder = run_dir(root, name, seed)
             runs.setdefault(name, {})[seed] = folder
-            if (folder / "report.json").is_file() and not redo:
-                logger.info("Keeping %s (report.json present; --redo true trains it again).", folder)
+            flags = run_flags(plan, name, seed, folder, root / "cache")
+            if not redo and _finished_with(folder, flags):
+                logger.info("Keeping %s (finished with the same flags; --redo true trains it again).", folder)
                 continue
             logger.info("Distilling %s, seed %d -> %s", name, seed, folder)
-            distill(to_argv(run_flags(plan, name, seed, folder, root / "cache")))
+            distill(to_argv(flags))
+            write_json(folder / RUN_FLAGS_FILE, flags)  # written last: marks the run finished with these flags
     return runs
