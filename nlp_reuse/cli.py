@@ -124,11 +124,15 @@ def _config_path(args: list[str]) -> str | None:
 def command_line(command: str, argv: list[str] | None = None) -> str:
     """The command that reproduces this run, for reports and model cards (`argv` defaults to sys.argv[1:]).
 
-    A run started from a checkout's `scripts/<name>.py` is recorded as that script; every other start (the
-    `nlp-reuse` console command, `python -m`, `accelerate launch -m`) as `nlp-reuse <command>`.
+    A run started from a checkout's `scripts/<command>.py` is recorded as that script; every other start (the
+    `nlp-reuse` console command, `python -m`, `accelerate launch -m`, another command running it in-process) as
+    `nlp-reuse <command>`.
     """
     entry = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    if entry is not None and entry.suffix == ".py" and entry.resolve().parent.name == "scripts":
+    # Only the script of this very command: a run that another command starts in-process (the frontier's distill
+    # runs) is reproduced by `nlp-reuse distill ...`, not by the outer script with these flags.
+    if (entry is not None and entry.suffix == ".py" and entry.resolve().parent.name == "scripts"
+            and entry.stem.replace("_", "-") == command):
         path = entry.resolve()
         try:
             path = path.relative_to(Path.cwd())

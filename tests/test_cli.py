@@ -139,6 +139,9 @@ def test_recorded_command_names_the_console_command(monkeypatch):
     monkeypatch.setattr(sys, "argv", [str(ROOT / "scripts" / "distill.py")])
     monkeypatch.chdir(ROOT)
     assert command_line("distill", []) == "python scripts/distill.py"
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "scripts" / "frontier.py"), "--plan", "p.yaml"])
+    assert command_line("distill", ["--seed", "1"]) == "nlp-reuse distill --seed 1"  # a run the frontier started
+    assert command_line("frontier") == "python scripts/frontier.py --plan p.yaml"
 
 
 def test_console_command_exits_zero_after_a_run(monkeypatch, tmp_path):
