@@ -22,12 +22,12 @@ def _pm(mean: float | None, std: float | None, scale: float = 100.0, digits: int
 def frontier_table(teacher: FrontierRow, rows: Sequence[FrontierRow], markdown: bool = True) -> str:
     """Every model, fastest first: accuracy (mean ± std over seeds), the no-KD baseline, retention, batch-1 p50,
     speed-up over the fp32 PyTorch teacher, batch-32 throughput, size, parameters, training time, Pareto mark."""
-    header = ("model", "variant", "accuracy %", "no-KD %", "macro-F1 %", "retention %", "b1 p50 ms", "speed-up",
+    header = ("model", "variant", "seeds", "accuracy %", "no-KD %", "macro-F1 %", "retention %", "b1 p50 ms", "speed-up",
               "b32 ex/s", "size MB", "params", "train s", "front")
     body = []
     for r in sorted([teacher, *rows], key=lambda r: r.latency_b1_p50_ms):
         body.append((
-            r.name, r.variant, _pm(r.accuracy, r.accuracy_std), _pm(r.baseline_accuracy, r.baseline_accuracy_std),
+            r.name, r.variant, ",".join(map(str, r.seeds)) or "-", _pm(r.accuracy, r.accuracy_std), _pm(r.baseline_accuracy, r.baseline_accuracy_std),
             _pm(r.macro_f1, r.macro_f1_std), _pm(r.retention, r.retention_std, digits=1),
             f"{r.latency_b1_p50_ms:.3f}", f"{r.speedup_b1:.1f}x", f"{r.throughput_b32_per_s:,.0f}",
             f"{r.size_mb:.2f}", f"{r.params:,}", "-" if r.train_time_s is None else f"{r.train_time_s:.0f}",
@@ -126,8 +126,8 @@ def write_frontier(root: Path, teacher: FrontierRow, rows: Sequence[FrontierRow]
                                "ablation": entries, **extra})
     threads = teacher.per_seed[0]["num_threads"]
     notes = (f"CPU, {threads} threads; {teacher.per_seed[0]['num_examples']} test texts; latency end to end "
-             "(tokenization + forward), all rows timed in one process; mean ± std over seeds "
-             f"{rows[0].seeds if rows else []}; * = Pareto front.")
+             "(tokenization + forward), all rows timed in one process; mean ± std over the row's seeds (an int8 row "
+             "holds the seeds whose int8 model passed the accuracy guard); * = Pareto front.")
     budget = extra.get("latency_budget")
     text = [f"## Frontier\n\n{frontier_table(teacher, rows)}\n\n{notes}\n"]
     if budget:
