@@ -124,6 +124,9 @@ def test_frontier_end_to_end_on_tiny_models(tmp_path, tiny_teacher_dir):
     assert "10 unlabeled texts from `unlabeled.txt`" in transfer and str(tmp_path) not in transfer
     bilstm_card = render_model_card(out / "runs" / "bilstm" / "seed2", repo_id="me/bilstm-student")
     assert "bidirectional LSTM classifier" in bilstm_card and "mean squared error between" in bilstm_card
+    # Loading a family folder needs nlp_reuse's Auto registration; Optimum's ORT classes do not know the type.
+    assert "import nlp_reuse  # noqa: F401\nfrom transformers import pipeline" in bilstm_card
+    assert "ORTModelForSequenceClassification" not in bilstm_card
 
     # A second call keeps the runs that finished with the same flags and only measures again; a student whose flags
     # changed in the plan trains again rather than being measured stale.

@@ -8,8 +8,8 @@ Example:
         --seeds 1,2,3 --latency_budget_ms 1 --output_dir runs/frontier_trec6
 
 The plan (--plan) holds `nlp-reuse distill` flags shared by every student and a `students:` mapping of name ->
-that student's own flags. Writes OUTPUT_DIR/runs/NAME/seedS/ (one distill run each; a run whose report.json exists
-is kept, so a stopped frontier goes on where it stopped), OUTPUT_DIR/cache/ (teacher logits, shared) and
+that student's own flags. Writes OUTPUT_DIR/runs/NAME/seedS/ (one distill run each; a run that finished with the
+same flags is kept, so a stopped frontier goes on where it stopped), OUTPUT_DIR/cache/ (teacher logits, shared) and
 frontier.json, frontier.md and frontier.png (accuracy vs latency, log scale, Pareto front marked).
 """
 

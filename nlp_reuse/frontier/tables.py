@@ -22,12 +22,13 @@ def _pm(mean: float | None, std: float | None, scale: float = 100.0, digits: int
 def frontier_table(teacher: FrontierRow, rows: Sequence[FrontierRow], markdown: bool = True) -> str:
     """Every model, fastest first: accuracy (mean ± std over seeds), the no-KD baseline, retention, batch-1 p50,
     speed-up over the fp32 PyTorch teacher, batch-32 throughput, size, parameters, training time, Pareto mark."""
-    header = ("model", "variant", "seeds", "accuracy %", "no-KD %", "macro-F1 %", "retention %", "b1 p50 ms", "speed-up",
-              "b32 ex/s", "size MB", "params", "train s", "front")
+    header = ("model", "variant", "seeds", "accuracy %", "no-KD %", "macro-F1 %", "retention %", "b1 p50 ms",
+              "speed-up", "b32 ex/s", "size MB", "params", "train s", "front")
     body = []
     for r in sorted([teacher, *rows], key=lambda r: r.latency_b1_p50_ms):
         body.append((
-            r.name, r.variant, ",".join(map(str, r.seeds)) or "-", _pm(r.accuracy, r.accuracy_std), _pm(r.baseline_accuracy, r.baseline_accuracy_std),
+            r.name, r.variant, ",".join(map(str, r.seeds)) or "-", _pm(r.accuracy, r.accuracy_std),
+            _pm(r.baseline_accuracy, r.baseline_accuracy_std),
             _pm(r.macro_f1, r.macro_f1_std), _pm(r.retention, r.retention_std, digits=1),
             f"{r.latency_b1_p50_ms:.3f}", f"{r.speedup_b1:.1f}x", f"{r.throughput_b32_per_s:,.0f}",
             f"{r.size_mb:.2f}", f"{r.params:,}", "-" if r.train_time_s is None else f"{r.train_time_s:.0f}",

@@ -159,21 +159,22 @@ def _result_row(label: str, entry: ModelEntry, teacher: ModelEntry) -> dict[str,
 _ARTEFACT_LABELS = {"onnx": "Student, ONNX fp32", "onnx_int8": "Student, ONNX int8 (dynamic quantization)"}
 
 
-def describe_student(config, num_layers: int) -> dict[str, str]:
-    """What the student is, in words: `headline` opens the card, `description` goes under "How it was made"."""
+def describe_student(config, num_layers: int) -> dict[str, Any]:
+    """What the student is, in words: `headline` opens the card, `description` goes under "How it was made";
+    `family`: a BiLSTM/static student, whose usage snippets import nlp_reuse (its Auto registration)."""
     if config.model_type == "nlp_reuse_bilstm":
-        return {"headline": "one-layer BiLSTM", "description": (
+        return {"headline": "one-layer BiLSTM", "family": True, "model_type": config.model_type, "description": (
             f"a bidirectional LSTM classifier (Tang et al. 2019): {config.vocab_size:,} token embeddings of "
             f"{config.embedding_dim} dims, {config.num_hidden_layers} LSTM layer of {config.hidden_size} units per "
             f"direction, {config.pooling} pooling, MLP width {config.classifier_hidden}")}
     if config.model_type == "nlp_reuse_static":
-        return {"headline": "static-embedding", "description": (
+        return {"headline": "static-embedding", "family": True, "model_type": config.model_type, "description": (
             f"a static bag-of-embeddings classifier: {config.vocab_size:,} token vectors of {config.embedding_dim} "
             f"dims, {config.pooling} pooling over the text, MLP width {config.classifier_hidden} (no attention, "
             "no recurrence)")}
-    return {"headline": f"{num_layers}-layer {config.model_type}", "description": (
-        f"{config.model_type}, {num_layers} layers, hidden size {config.hidden_size}, "
-        f"{config.num_attention_heads} attention heads")}
+    return {"headline": f"{num_layers}-layer {config.model_type}", "family": False, "model_type": config.model_type,
+            "description": f"{config.model_type}, {num_layers} layers, hidden size {config.hidden_size}, "
+                           f"{config.num_attention_heads} attention heads"}
 
 
 def describe_transfer(transfer: dict | None, num_train: int) -> str | None:
