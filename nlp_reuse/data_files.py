@@ -129,7 +129,7 @@ FILE_READERS = {
 }
 
 
-def _not_utf8(path: Path, flag: str, data: bytes, offset: int) -> DataError:
+def not_utf8_error(path: Path, flag: str, data: bytes, offset: int) -> DataError:
     line = data.count(b"\n", 0, offset) + 1
     return DataError(format_error(
         f"{flag} is not UTF-8 text (Latin-1 or Windows-1252?).", "a UTF-8 encoded file",
@@ -162,7 +162,7 @@ def read_data_file(path: str, split: str) -> pd.DataFrame:
         try:
             data.decode(ENCODING)
         except UnicodeDecodeError as whole:
-            raise _not_utf8(p, flag, data, whole.start) from err
+            raise not_utf8_error(p, flag, data, whole.start) from err
         raise
     if len(df) == 0:
         carve = "" if split == "train" else f", or leave --{split}_file unset to carve the split from the train data"

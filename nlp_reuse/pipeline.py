@@ -191,16 +191,17 @@ def _task_entry(data_args: DataArguments, labels: list[str], splits) -> TaskInfo
 
 
 def build_student(script: DistillScriptArguments, family: StudentFamilyArguments, seed: int,
-                  teacher: PreTrainedModel, teacher_tokenizer, labels: list[str],
+                  teacher: PreTrainedModel, teacher_tokenizer, labels: list[str], vectors=None,
                   **model_kwargs) -> tuple[PreTrainedModel, object]:
-    """The student named by the arguments, and its tokenizer (seeded, so a baseline gets the same init)."""
+    """The student named by the arguments, and its tokenizer (seeded, so a baseline gets the same init).
+    `vectors`: a bilstm/static student's start embeddings when the caller already has them (the baseline)."""
     set_seed(seed)
     if script.student_type != "transformer":
         student = build_student_family(
             script.student_type, teacher, teacher_tokenizer,
             embedding_dim=family.student_embedding_dim or teacher.config.hidden_size,
             hidden_size=family.student_hidden_size, embedding_init=family.student_embedding_init,
-            classifier_hidden=family.student_classifier_hidden, pooling=family.student_pooling,
+            classifier_hidden=family.student_classifier_hidden, pooling=family.student_pooling, vectors=vectors,
         )
         return student, teacher_tokenizer
     if script.student_num_layers is not None:
@@ -247,6 +248,8 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     data_args.max_length = fit_max_length(fit_max_length(data_args.max_length, teacher.config, "the teacher"),
                                           student.config, "the student")
     student_init = student.config.nlp_reuse_init
+    start_embeddings = (student.get_input_embeddings().weight.detach().clone()
+                        if script.student_type != "transformer" and script.run_baseline else None)
     applied = apply_strategy(student, args)
     tokenized = tokenize_splits(splits, teacher_tokenizer, data_args.max_length)
     collator = DataCollatorWithPadding(teacher_tokenizer)
@@ -279,8 +282,9 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
                                **common).predict(tokenized["test"], metric_key_prefix="test").metrics
     baseline = None
     if script.run_baseline:  # the same student, init and budget, without the teacher
+        # The student's start embeddings are the baseline's: no second pass of the teacher over the vocabulary.
         baseline_applied = apply_strategy(build_student(script, family, args.seed, teacher, teacher_tokenizer,
-                                                        labels, **model_kwargs)[0], args)
+                                                        labels, start_embeddings, **model_kwargs)[0], args)
         baseline_trainer = Trainer(model=baseline_applied.model,
                                    args=_trainer_args(args, checkpoint_dir(out, "baseline")), **common,
                                    **strategy_trainer_kwargs(baseline_applied, args))
@@ -370,12 +374,15 @@ def _train_save_test(trainer: Trainer, applied, out: Path, name: str, test: _Tes
     cost.trainable_params, cost.total_params = applied.trainable_params, applied.total_params
     tokenizer, vocabulary, test_dataset = trainer.processing_class, None, test.tokenized
     if trim is not None:
+        # A plain Trainer: the distillation trainer's evaluation would run the teacher for a loss nobody reads, and
+        # the trimmed ids below mean nothing to the teacher.
+        trainer = Trainer(model=trainer.model, args=trainer.args, processing_class=tokenizer,
+                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
         untrimmed = trainer.predict(test_dataset, metric_key_prefix="test").metrics
         trimmed = trim_student(trainer.model, tokenizer, trim, {k: untrimmed[f"test_{k}"] for k in TEST_METRICS})
-        # A plain Trainer from here: the trimmed ids mean nothing to the teacher.
         tokenizer, vocabulary = trimmed.tokenizer, trimmed.vocabulary
-        trainer = Trainer(model=trimmed.model, args=trainer.args, processing_class=tokenizer,
-                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
+        trainer.model, trainer.processing_class = trimmed.model, tokenizer
+        trainer.data_collator = DataCollatorWithPadding(tokenizer)
         test_dataset = tokenize_splits(DatasetDict({"test": test.raw}), tokenizer, test.max_length)["test"]
     model = save_final(applied, trainer, out / name, out / f"{name}_adapter", merge=trainer.args.merge_adapter)
     return _Trained(model, trainer.predict(test_dataset, metric_key_prefix="test").metrics, cost, tokenizer,

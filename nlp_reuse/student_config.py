@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from nlp_reuse.errors import ConfigError, format_error
+from nlp_reuse.transfer_set import AUGMENT_METHODS
 
 EmbeddingInit = Literal["teacher", "encoder", "random"]
 Pooling = Literal["max", "mean", "mean_max"]
@@ -82,6 +83,10 @@ class TransferSetArguments:
     def __post_init__(self):
         if self.augment_factor < 1:
             raise ConfigError(f"--augment_factor must be >= 1, got {self.augment_factor}.")
+        unknown = [m for m in self.methods() if m not in AUGMENT_METHODS]
+        if unknown:
+            raise ConfigError(f"--augment: unknown method(s) {unknown}; expected a comma-separated subset of "
+                              f"{', '.join(AUGMENT_METHODS)}.")
 
     def methods(self) -> tuple[str, ...]:
         return tuple(m.strip() for m in self.augment.split(",") if m.strip()) if self.augment else ()

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from nlp_reuse.data_files import ENCODING, FILE_READERS, _not_utf8, read_data_file
+from nlp_reuse.data_files import ENCODING, FILE_READERS, not_utf8_error, read_data_file
 from nlp_reuse.errors import ConfigError, DataError, format_error
 
 AUGMENT_METHODS = ("masking", "ngram", "replace")
@@ -159,7 +159,7 @@ def load_unlabeled_texts(path: str, text_column: str = "text") -> list[str]:
         try:
             values = data.decode(ENCODING).splitlines()
         except UnicodeDecodeError as err:
-            raise _not_utf8(p, flag, data, err.start) from err
+            raise not_utf8_error(p, flag, data, err.start) from err
     else:
         df = read_data_file(path, split="unlabeled")
         if text_column not in df.columns:

@@ -180,3 +180,27 @@ def test_an_export_that_fixes_the_sequence_length_is_refused(teacher, tmp_path, 
     with pytest.raises(ModelError, match="fixed input sizes"):
         for attempt in range(2):  # the first plain-LSTM export of a process may still come out dynamic
             export_onnx(student, tokenizer, tmp_path / f"lstm{attempt}")
+
+
+def test_precomputed_start_vectors_build_the_same_student(teacher):
+    # The pipeline hands the student's start embeddings to the no-KD baseline instead of recomputing them.
+    from nlp_reuse.families import initial_embeddings
+
+    model, tokenizer = teacher
+    vectors = initial_embeddings("encoder", model, tokenizer, 8)
+    torch.manual_seed(0)
+    given = build_student_family("bilstm", model, tokenizer, embedding_dim=8, hidden_size=4, embedding_init="encoder",
+                                 vectors=vectors)
+    torch.manual_seed(0)
+    computed = build_student_family("bilstm", model, tokenizer, embedding_dim=8, hidden_size=4,
+                                    embedding_init="encoder")
+    for (name, a), b in zip(given.state_dict().items(), computed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_unknown_augmentation_is_a_flag_error():
+    from nlp_reuse.errors import ConfigError
+    from nlp_reuse.student_config import TransferSetArguments
+
+    with pytest.raises(ConfigError, match=r"unknown method\(s\) \['mixup'\]; expected .*masking, ngram, replace"):
+        TransferSetArguments(augment="masking,mixup")

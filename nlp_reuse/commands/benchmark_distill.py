@@ -15,6 +15,7 @@ from pathlib import Path
 
 from nlp_reuse.cli import command_line, make_parser, parse_args
 from nlp_reuse.config import DataArguments, DistillationArguments, DistillScriptArguments
+from nlp_reuse.errors import ConfigError
 from nlp_reuse.evaluation import format_seed_table, summarize_seeds
 from nlp_reuse.files import prepare_output_dir, write_json
 from nlp_reuse.pipeline import release_distributed, run_distillation
@@ -29,7 +30,7 @@ class SeedArguments:
         try:
             self.seed_list = [int(s) for s in self.seeds.split(",")]
         except ValueError as err:
-            raise ValueError(f"--seeds must be comma-separated integers such as 1,2,3, got {self.seeds!r}.") from err
+            raise ConfigError(f"--seeds must be comma-separated integers such as 1,2,3, got {self.seeds!r}.") from err
 
 
 def main(argv: list[str] | None = None) -> dict:

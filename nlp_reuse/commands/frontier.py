@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nlp_reuse.cli import command_line, make_parser, parse_args
+from nlp_reuse.commands.benchmark_distill import SeedArguments
+from nlp_reuse.commands.distill import make_distill_parser
 from nlp_reuse.compress.benchmark import environment_info, set_num_threads
 from nlp_reuse.compress.labels import split_texts
 from nlp_reuse.data import load_splits
@@ -37,7 +39,7 @@ from nlp_reuse.report import RunReport
 
 
 @dataclass
-class FrontierArguments:
+class FrontierArguments(SeedArguments):
     """What the frontier runs and how it times; the students and their shared flags are in the plan (--plan)."""
 
     plan: str | None = field(
@@ -47,7 +49,6 @@ class FrontierArguments:
     teacher_model_name_or_path: str | None = field(
         default=None, metadata={"help": "The fine-tuned teacher (overrides the plan's)."}
     )
-    seeds: str = field(default="1,2,3", metadata={"help": "Comma-separated training seeds, one run per student each."})
     only: str | None = field(default=None, metadata={"help": "Comma-separated student names: run and time these."})
     latency_budget_ms: float | None = field(
         default=None, metadata={"help": "Name the most accurate model whose batch-1 p50 latency is within X ms."}
@@ -60,10 +61,7 @@ class FrontierArguments:
     def __post_init__(self):
         if self.plan is None or self.output_dir is None:
             raise ConfigError("--plan (e.g. configs/trec6_frontier.yaml) and --output_dir are required.")
-        try:
-            self.seed_list = [int(s) for s in self.seeds.split(",")]
-        except ValueError as err:
-            raise ConfigError(f"--seeds must be comma-separated integers such as 1,2,3, got {self.seeds!r}.") from err
+        super().__post_init__()
         if self.latency_budget_ms is not None and self.latency_budget_ms <= 0:
             raise ConfigError(f"--latency_budget_ms must be > 0, got {self.latency_budget_ms}.")
 
@@ -81,7 +79,7 @@ def run(args: FrontierArguments, command: str) -> dict:
 
     # One test split for every row: the data flags are shared (read_plan refuses them per student).
     first = next(iter(plan.students))
-    data_args = parse_args(_distill_parser(), to_argv(run_flags(plan, first, args.seed_list[0], root, root)))[0]
+    data_args = parse_args(make_distill_parser(), to_argv(run_flags(plan, first, args.seed_list[0], root, root)))[0]
     teacher = plan.common.get("teacher_model_name_or_path")
     reports = {name: {s: RunReport.read(folder / "report.json") for s, folder in seeds.items()}
                for name, seeds in runs.items()}
@@ -109,12 +107,6 @@ def run(args: FrontierArguments, command: str) -> dict:
         print(f"\nMost accurate within {args.latency_budget_ms:g} ms: {pick or 'none (nothing is that fast)'}")
     print("Written: " + ", ".join(str(p) for p in paths.values()))
     return {"teacher": teacher_row.to_dict(), "rows": [r.to_dict() for r in rows], "ablation": entries, **extra}
-
-
-def _distill_parser():
-    from nlp_reuse.commands.distill import make_distill_parser
-
-    return make_distill_parser()
 
 
 def main(argv: list[str] | None = None) -> dict:

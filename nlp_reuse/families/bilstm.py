@@ -11,34 +11,17 @@ decomposes `nn.LSTM` into a loop over the time steps, which fixes the sequence l
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
 
-from nlp_reuse.families.common import (
-    POOLINGS,
-    attention_mask_or_ones,
-    classification_output,
-    classifier_head,
-    masked_pool,
-    pooled_width,
-)
+from nlp_reuse.families.common import SmallStudentConfig, SmallStudentModel, attention_mask_or_ones
 
 
-class BiLSTMConfig(PretrainedConfig):
+class BiLSTMConfig(SmallStudentConfig):
     model_type = "nlp_reuse_bilstm"
 
-    def __init__(self, vocab_size: int = 30522, embedding_dim: int = 300, hidden_size: int = 300,
-                 num_hidden_layers: int = 1, classifier_hidden: int = 256, dropout: float = 0.1,
-                 pooling: str = "max", pad_token_id: int = 0, **kwargs):
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
-        self.vocab_size = vocab_size
-        self.embedding_dim = embedding_dim
+    def __init__(self, embedding_dim: int = 300, hidden_size: int = 300, num_hidden_layers: int = 1,
+                 pooling: str = "max", **kwargs):
         self.hidden_size = hidden_size  # LSTM units per direction
-        self.num_hidden_layers = num_hidden_layers  # LSTM layers (benchmarks read this as the depth)
-        self.classifier_hidden = classifier_hidden
-        self.dropout = dropout
-        self.pooling = pooling
-        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        super().__init__(embedding_dim=embedding_dim, pooling=pooling, num_hidden_layers=num_hidden_layers, **kwargs)
 
 
 def reverse_within_length(mask: torch.Tensor) -> torch.Tensor:
@@ -75,36 +58,24 @@ def _gather_steps(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # (batch, seq, dim)
 
 
-class BiLSTMForSequenceClassification(PreTrainedModel):
+class BiLSTMForSequenceClassification(SmallStudentModel):
     config_class = BiLSTMConfig
     base_model_prefix = "bilstm"
-    main_input_name = "input_ids"
 
     def __init__(self, config: BiLSTMConfig):
-        super().__init__(config)
-        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
+        super().__init__(config, pooled_features=2 * config.hidden_size)
         layers = config.num_hidden_layers
         self.forward_lstm = nn.LSTM(config.embedding_dim, config.hidden_size, num_layers=layers, batch_first=True)
         self.backward_lstm = nn.LSTM(config.embedding_dim, config.hidden_size, num_layers=layers, batch_first=True)
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = classifier_head(pooled_width(2 * config.hidden_size, config.pooling),
-                                          config.classifier_hidden, config.num_labels, config.dropout)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings = value
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None, **kwargs):
-        # token_type_ids is accepted and unused: one collated batch feeds the teacher and the student.
         mask = attention_mask_or_ones(input_ids, attention_mask)
         x = self.dropout(self.embeddings(input_ids))  # (batch, seq, embedding_dim)
         reverse = reverse_within_length(mask)
         forward_states = lstm_states(self.forward_lstm, x)  # (batch, seq, hidden)
         backward_states = lstm_states(self.backward_lstm, _gather_steps(x, reverse))
         states = torch.cat([forward_states, _gather_steps(backward_states, reverse)], dim=-1)  # (batch, seq, 2 hidden)
-        logits = self.classifier(masked_pool(states, mask, self.config.pooling))  # (batch, num_labels)
-        return classification_output(logits, labels)
+        return self.classify(states, mask, labels)

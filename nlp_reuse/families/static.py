@@ -3,57 +3,28 @@ attention, no recurrence: one gather and a reduction per text, so it runs 100x o
 (the family of Model2Vec and static Sentence Transformers), here trained on a teacher's soft labels."""
 
 import torch
-from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
 
-from nlp_reuse.families.common import (
-    POOLINGS,
-    attention_mask_or_ones,
-    classification_output,
-    classifier_head,
-    masked_pool,
-    pooled_width,
-)
+from nlp_reuse.families.common import SmallStudentConfig, SmallStudentModel, attention_mask_or_ones
 
 
-class StaticEmbeddingConfig(PretrainedConfig):
+class StaticEmbeddingConfig(SmallStudentConfig):
     model_type = "nlp_reuse_static"
 
-    def __init__(self, vocab_size: int = 30522, embedding_dim: int = 256, classifier_hidden: int = 0,
-                 dropout: float = 0.1, pooling: str = "mean", num_hidden_layers: int = 0, pad_token_id: int = 0,
-                 **kwargs):
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
-        self.vocab_size = vocab_size
-        self.embedding_dim = embedding_dim
-        self.classifier_hidden = classifier_hidden
-        self.dropout = dropout
-        self.pooling = pooling
-        self.num_hidden_layers = num_hidden_layers  # no layers; benchmarks read the depth from here
-        super().__init__(pad_token_id=pad_token_id, **kwargs)
+    def __init__(self, embedding_dim: int = 256, classifier_hidden: int = 0, pooling: str = "mean", **kwargs):
+        kwargs.pop("num_hidden_layers", None)  # always 0 (config.json repeats it)
+        super().__init__(embedding_dim=embedding_dim, classifier_hidden=classifier_hidden, pooling=pooling,
+                         num_hidden_layers=0, **kwargs)
 
 
-class StaticEmbeddingForSequenceClassification(PreTrainedModel):
+class StaticEmbeddingForSequenceClassification(SmallStudentModel):
     config_class = StaticEmbeddingConfig
     base_model_prefix = "static"
-    main_input_name = "input_ids"
 
     def __init__(self, config: StaticEmbeddingConfig):
-        super().__init__(config)
-        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
-        self.classifier = classifier_head(pooled_width(config.embedding_dim, config.pooling),
-                                          config.classifier_hidden, config.num_labels, config.dropout)
+        super().__init__(config, pooled_features=config.embedding_dim)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings = value
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None, **kwargs):
-        # token_type_ids is accepted and unused: one collated batch feeds the teacher and the student.
         mask = attention_mask_or_ones(input_ids, attention_mask)
-        pooled = masked_pool(self.embeddings(input_ids), mask, self.config.pooling)  # (batch, dim | 2 dim)
-        return classification_output(self.classifier(pooled), labels)
+        return self.classify(self.embeddings(input_ids), mask, labels)  # (batch, seq, dim) pooled

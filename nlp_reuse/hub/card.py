@@ -16,6 +16,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from nlp_reuse.families import BiLSTMConfig, StaticEmbeddingConfig
 from nlp_reuse.hub.run_folder import ONNX_SUBFOLDERS, load_run_report, onnx_folders, student_dir
 from nlp_reuse.redact import scrub_text
 from nlp_reuse.report import ModelEntry, RunReport, read_json_object
@@ -162,12 +163,12 @@ _ARTEFACT_LABELS = {"onnx": "Student, ONNX fp32", "onnx_int8": "Student, ONNX in
 def describe_student(config, num_layers: int) -> dict[str, Any]:
     """What the student is, in words: `headline` opens the card, `description` goes under "How it was made";
     `family`: a BiLSTM/static student, whose usage snippets import nlp_reuse (its Auto registration)."""
-    if config.model_type == "nlp_reuse_bilstm":
+    if config.model_type == BiLSTMConfig.model_type:
         return {"headline": "one-layer BiLSTM", "family": True, "model_type": config.model_type, "description": (
             f"a bidirectional LSTM classifier (Tang et al. 2019): {config.vocab_size:,} token embeddings of "
             f"{config.embedding_dim} dims, {config.num_hidden_layers} LSTM layer of {config.hidden_size} units per "
             f"direction, {config.pooling} pooling, MLP width {config.classifier_hidden}")}
-    if config.model_type == "nlp_reuse_static":
+    if config.model_type == StaticEmbeddingConfig.model_type:
         return {"headline": "static-embedding", "family": True, "model_type": config.model_type, "description": (
             f"a static bag-of-embeddings classifier: {config.vocab_size:,} token vectors of {config.embedding_dim} "
             f"dims, {config.pooling} pooling over the text, MLP width {config.classifier_hidden} (no attention, "
