@@ -26,7 +26,7 @@ LOW_RANK_INFO_NAME = "low_rank.json"
 LOW_RANK_WEIGHTS_NAME = "low_rank_model.safetensors"
 SAFETENSORS_WEIGHTS = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", LOW_RANK_WEIGHTS_NAME, "model.onnx",
-                "model_quantized.onnx")
+                "model_quantized.onnx", "openvino_model.xml", "openvino_model.bin")
 # Any one of these next to config.json means the folder carries a tokenizer vocabulary.
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model")
 

@@ -53,7 +53,7 @@ def check_model_dir(model_dir: str | Path) -> Path:
             "fine-tune it first (scripts/finetune.py), or load it with AutoModelForSequenceClassification."
             "from_pretrained(path, num_labels=N) and save_pretrained() the result",
         ))
-    if not [w for w in weight_files(folder) if w.suffix != ".onnx"]:
+    if not [w for w in weight_files(folder) if w.suffix != ".onnx" and not w.name.startswith("openvino_")]:
         raise FileNotFoundError(format_error(
             f"{folder} has no model weights.", "model.safetensors (or pytorch_model.bin)",
             listing(folder), "save the model with model.save_pretrained(folder)",

@@ -69,10 +69,14 @@ def onnx_num_parameters(onnx_path: str | Path) -> int:
     return int(sum(int(np.prod(init.dims)) for init in model.graph.initializer))
 
 
-def load_predictor(folder: str | Path, num_threads: int | None = None, max_length: int = 128
-                   ) -> TorchClassifier | OnnxClassifier:
-    """An ONNX folder (has a .onnx file) becomes an `OnnxClassifier`, anything else a `TorchClassifier`."""
+def load_predictor(folder: str | Path, num_threads: int | None = None, max_length: int = 128):
+    """An OpenVINO folder (openvino_model.xml) becomes an `OpenVinoClassifier`, an ONNX folder (has a .onnx file) an
+    `OnnxClassifier`, anything else a `TorchClassifier`."""
+    from nlp_reuse.compress.openvino_export import OpenVinoClassifier, is_openvino_folder
+
     folder = Path(folder)
+    if is_openvino_folder(folder):
+        return OpenVinoClassifier(folder, num_threads=num_threads, max_length=max_length)
     if folder.is_dir() and list(folder.glob("*.onnx")):
         return OnnxClassifier(folder, num_threads=num_threads, max_length=max_length)
     return TorchClassifier(folder, max_length=max_length)
@@ -83,13 +87,15 @@ def describe_variant(folder: str | Path, config=None) -> str:
     folder = Path(folder)
     info = read_compression_info(folder)
     is_onnx = bool(list(folder.glob("*.onnx")))
-    base = "ONNX" if is_onnx else "PyTorch"
+    base = "OpenVINO" if info.get("format") == "openvino" else "ONNX" if is_onnx else "PyTorch"
     precision = info.get("precision", "fp32")
     label = f"{base} {precision}"
     if info.get("quantization"):
         label += f" {info['quantization']}"
         if info["quantization"] == "static":
             label += f"/{info.get('calibration_method')}"
+        elif info["quantization"] == "qat":
+            label += " (QAT)"
     extras = []
     pruned = info.get("pruned_heads")
     if pruned is None and config is not None and getattr(config, "pruned_heads", None):
@@ -138,8 +144,8 @@ def benchmark_folder(folder: str | Path, texts: list[str], labels: list, *, name
     predictor = load_predictor(folder, num_threads=num_threads, max_length=max_length)
     config = predictor.config
     gold = encode_labels(labels, {str(k): int(v) for k, v in config.label2id.items()})
-    logits = (onnx_logits(predictor, texts, batch_size=64) if isinstance(predictor, OnnxClassifier)
-              else predictor.logits(texts, batch_size=64))
+    logits = (predictor.logits(texts, batch_size=64) if isinstance(predictor, TorchClassifier)
+              else onnx_logits(predictor, texts, batch_size=64))
     metrics = classification_metrics(logits.argmax(-1), np.asarray(gold))
     single = measure_latency(predictor.logits, texts, batch_size=1, max_batches=latency_calls)
     # Tile the texts so every timed call gets a full batch even on a small test set.

@@ -1,0 +1,111 @@
+"""Quantization-aware distillation (NNCF): QAT trains under DistillationTrainer with the teacher frozen, and the
+exported static int8 ONNX model computes what the fake-quantized model computed."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from compress_support import TEXTS, rows
+from conftest import LABELS, build_tiny_bert
+
+pytest.importorskip("nncf", reason="the openvino extra (NNCF) is installed by `make install`")
+
+from nlp_reuse.compress.artifacts import load_classifier, read_compression_info  # noqa: E402
+from nlp_reuse.compress.onnx_export import OnnxClassifier, onnx_logits  # noqa: E402
+from nlp_reuse.compress.qat import (  # noqa: E402
+    export_qat_onnx,
+    fold_weight_quantizers,
+    is_qat_model,
+    prepare_qat,
+    qat_torch_logits,
+)
+from nlp_reuse.compress.quantize import count_quantized_ops  # noqa: E402
+from nlp_reuse.compress.recover import distill_recover, teacher_logits_for  # noqa: E402
+from nlp_reuse.errors import ModelError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def qat_run(trained_dir, tiny_tokenizer_dir, tmp_path_factory):
+    """The trained 2-layer model as teacher, a 1-layer copy as student; one epoch of QAT distillation."""
+    teacher, tokenizer = load_classifier(trained_dir)
+    student_dir = build_tiny_bert(tiny_tokenizer_dir, tmp_path_factory.mktemp("qat_student"), num_layers=1,
+                                  hidden=32, heads=4)
+    student, _ = load_classifier(student_dir)
+    texts, labels = rows(64, seed=3)
+    ids = [LABELS.index(label) for label in labels]
+    logits = teacher_logits_for(teacher, tokenizer, texts)
+    teacher_before = copy.deepcopy(teacher.state_dict())
+    qat = prepare_qat(student, tokenizer, texts[:16])
+    scales_before = {n: p.detach().clone() for n, p in qat.named_parameters() if "scale" in n}
+    distill_recover(qat, teacher, tokenizer, texts, ids, logits, num_train_epochs=2, learning_rate=5e-3,
+                    batch_size=16, stage="qat")
+    folder = export_qat_onnx(qat, tokenizer, tmp_path_factory.mktemp("qat_export") / "onnx_int8")
+    return {"teacher": teacher, "teacher_before": teacher_before, "qat": qat, "tokenizer": tokenizer,
+            "folder": folder, "scales_before": scales_before}
+
+
+def test_qat_trains_student_and_quantizer_scales_with_the_teacher_frozen(qat_run):
+    teacher = qat_run["teacher"]
+    assert all(torch.equal(teacher.state_dict()[k], v) for k, v in qat_run["teacher_before"].items())
+    assert not any(p.requires_grad for p in teacher.parameters())
+    qat = qat_run["qat"]
+    assert is_qat_model(qat)
+    scales_after = dict(qat.named_parameters())
+    assert qat_run["scales_before"], "NNCF inserted no trainable quantizer scales"
+    moved = [n for n, before in qat_run["scales_before"].items() if not torch.equal(before, scales_after[n])]
+    assert len(moved) >= len(qat_run["scales_before"]) // 2
+
+
+def test_exported_int8_model_matches_the_fake_quantized_model(qat_run):
+    reference = qat_torch_logits(qat_run["qat"], qat_run["tokenizer"], TEXTS)
+    exported = onnx_logits(OnnxClassifier(qat_run["folder"]), TEXTS)
+    assert (reference.argmax(-1) == exported.argmax(-1)).all()
+    # int8 rounding of the same scales in two runtimes: the bound is a few quantization steps of the logits.
+    assert np.abs(reference - exported).max() < 0.05 * np.abs(reference).max() + 1e-3
+
+
+def test_exported_graph_is_static_int8_with_int8_weights(qat_run):
+    ops = count_quantized_ops(qat_run["folder"] / "model.onnx")
+    assert ops["dequantize_int8_weights"] >= 6  # q, k, v, attention output, two FFN matrices of the one layer
+    assert ops["float_matmul_weights"] == 0
+    info = read_compression_info(qat_run["folder"])
+    assert info["quantization"] == "qat" and info["precision"] == "int8" and info["int8_weights"] >= 6
+
+
+def test_fold_weight_quantizers_keeps_the_logits(qat_run, tmp_path):
+    import shutil
+
+    import onnx
+
+    folder = tmp_path / "unfolded"
+    shutil.copytree(qat_run["folder"], folder)
+    # Already folded: a second pass finds no fp32 weight behind a QuantizeLinear and changes nothing.
+    assert fold_weight_quantizers(folder / "model.onnx") == 0
+    assert len(onnx.load(str(folder / "model.onnx")).graph.node) == len(
+        onnx.load(str(qat_run["folder"] / "model.onnx")).graph.node)
+
+
+def test_prepare_qat_refuses_without_texts_and_twice(qat_run, trained_dir):
+    model, tokenizer = load_classifier(trained_dir)
+    with pytest.raises(ModelError, match="calibration texts"):
+        prepare_qat(model, tokenizer, [])
+    with pytest.raises(ModelError, match="already carries NNCF quantizers"):
+        prepare_qat(qat_run["qat"], qat_run["tokenizer"], ["a text"])
+    with pytest.raises(ModelError, match="Not a QAT model"):
+        export_qat_onnx(model, tokenizer, "unused")
+
+
+def test_openvino_runs_the_qat_graph_as_int8_with_the_same_predictions(qat_run, tmp_path):
+    pytest.importorskip("openvino")
+    from nlp_reuse.compress.openvino_export import OpenVinoClassifier, export_openvino
+
+    folder = export_openvino(qat_run["folder"], tmp_path / "openvino_int8")
+    info = read_compression_info(folder)
+    assert info["format"] == "openvino" and info["precision"] == "int8" and info["quantization"] == "qat"
+    ort_logits = onnx_logits(OnnxClassifier(qat_run["folder"]), TEXTS)
+    ov_logits = onnx_logits(OpenVinoClassifier(folder, num_threads=1), TEXTS)
+    assert (ort_logits.argmax(-1) == ov_logits.argmax(-1)).all()
+    assert np.abs(ort_logits - ov_logits).max() < 0.05 * np.abs(ort_logits).max() + 1e-3
+    with pytest.raises(ModelError, match="already int8"):
+        export_openvino(qat_run["folder"], tmp_path / "again", quantization="ptq", calibration_texts=["x"])
