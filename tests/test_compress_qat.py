@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 from compress_support import TEXTS, rows
-from conftest import LABELS, build_tiny_bert
+
+from conftest import LABELS
 
 pytest.importorskip("nncf", reason="the openvino extra (NNCF) is installed by `make install`")
 
@@ -25,21 +26,31 @@ from nlp_reuse.compress.recover import distill_recover, teacher_logits_for  # no
 from nlp_reuse.errors import ModelError  # noqa: E402
 
 
+def assert_same_decisions(reference: np.ndarray, other: np.ndarray) -> None:
+    """Logits within a few int8 steps (5% of the logit range + 1e-3), and the same argmax wherever the reference's
+    top-two margin is wider than that bound (a near-tie may flip by rounding in either runtime)."""
+    bound = 0.05 * np.abs(reference).max() + 1e-3
+    assert np.abs(reference - other).max() < bound
+    top2 = np.sort(reference, axis=-1)[:, -2:]
+    decided = (top2[:, 1] - top2[:, 0]) > 2 * bound
+    assert decided.sum() >= len(reference) // 2
+    assert (reference.argmax(-1)[decided] == other.argmax(-1)[decided]).all()
+
+
 @pytest.fixture(scope="module")
-def qat_run(trained_dir, tiny_tokenizer_dir, tmp_path_factory):
-    """The trained 2-layer model as teacher, a 1-layer copy as student; one epoch of QAT distillation."""
+def qat_run(nncf_reference_kernels, trained_dir, tmp_path_factory):
+    """The trained 2-layer model as teacher and (a second copy) as the student: QAT starts from a trained float
+    model, whose logits are far enough apart for the int8 comparisons to mean something."""
     teacher, tokenizer = load_classifier(trained_dir)
-    student_dir = build_tiny_bert(tiny_tokenizer_dir, tmp_path_factory.mktemp("qat_student"), num_layers=1,
-                                  hidden=32, heads=4)
-    student, _ = load_classifier(student_dir)
+    student, _ = load_classifier(trained_dir)
     texts, labels = rows(64, seed=3)
     ids = [LABELS.index(label) for label in labels]
     logits = teacher_logits_for(teacher, tokenizer, texts)
     teacher_before = copy.deepcopy(teacher.state_dict())
     qat = prepare_qat(student, tokenizer, texts[:16])
     scales_before = {n: p.detach().clone() for n, p in qat.named_parameters() if "scale" in n}
-    distill_recover(qat, teacher, tokenizer, texts, ids, logits, num_train_epochs=2, learning_rate=5e-3,
-                    batch_size=16, stage="qat")
+    distill_recover(qat, teacher, tokenizer, texts, ids, logits, num_train_epochs=2, learning_rate=1e-3,
+                    batch_size=16, stage="qat", progress=False)
     folder = export_qat_onnx(qat, tokenizer, tmp_path_factory.mktemp("qat_export") / "onnx_int8")
     return {"teacher": teacher, "teacher_before": teacher_before, "qat": qat, "tokenizer": tokenizer,
             "folder": folder, "scales_before": scales_before}
@@ -60,17 +71,15 @@ def test_qat_trains_student_and_quantizer_scales_with_the_teacher_frozen(qat_run
 def test_exported_int8_model_matches_the_fake_quantized_model(qat_run):
     reference = qat_torch_logits(qat_run["qat"], qat_run["tokenizer"], TEXTS)
     exported = onnx_logits(OnnxClassifier(qat_run["folder"]), TEXTS)
-    assert (reference.argmax(-1) == exported.argmax(-1)).all()
-    # int8 rounding of the same scales in two runtimes: the bound is a few quantization steps of the logits.
-    assert np.abs(reference - exported).max() < 0.05 * np.abs(reference).max() + 1e-3
+    assert_same_decisions(reference, exported)
 
 
 def test_exported_graph_is_static_int8_with_int8_weights(qat_run):
     ops = count_quantized_ops(qat_run["folder"] / "model.onnx")
-    assert ops["dequantize_int8_weights"] >= 6  # q, k, v, attention output, two FFN matrices of the one layer
+    assert ops["dequantize_int8_weights"] >= 12  # q, k, v, attention output, two FFN matrices per layer
     assert ops["float_matmul_weights"] == 0
     info = read_compression_info(qat_run["folder"])
-    assert info["quantization"] == "qat" and info["precision"] == "int8" and info["int8_weights"] >= 6
+    assert info["quantization"] == "qat" and info["precision"] == "int8" and info["int8_weights"] >= 12
 
 
 def test_fold_weight_quantizers_keeps_the_logits(qat_run, tmp_path):
@@ -105,7 +114,6 @@ def test_openvino_runs_the_qat_graph_as_int8_with_the_same_predictions(qat_run, 
     assert info["format"] == "openvino" and info["precision"] == "int8" and info["quantization"] == "qat"
     ort_logits = onnx_logits(OnnxClassifier(qat_run["folder"]), TEXTS)
     ov_logits = onnx_logits(OpenVinoClassifier(folder, num_threads=1), TEXTS)
-    assert (ort_logits.argmax(-1) == ov_logits.argmax(-1)).all()
-    assert np.abs(ort_logits - ov_logits).max() < 0.05 * np.abs(ort_logits).max() + 1e-3
+    assert_same_decisions(ort_logits, ov_logits)
     with pytest.raises(ModelError, match="already int8"):
         export_openvino(qat_run["folder"], tmp_path / "again", quantization="ptq", calibration_texts=["x"])

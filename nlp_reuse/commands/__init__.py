@@ -23,6 +23,7 @@ COMMANDS = {
     "push": ("push", "push a run to the Hugging Face Hub with its model card (or --dry_run)"),
     "compare-strategies": ("compare_strategies", "compare transfer-learning strategies on one budget"),
     "benchmark-distill": ("benchmark_distill", "distillation over several seeds, mean and spread"),
+    "compress": ("compress", "prune by KD importance, distill-recover, QAT, int8 and OpenVINO, all measured"),
     "frontier": ("frontier", "students 10x-100x faster: train, export and time them all, pick under a budget"),
 }
 

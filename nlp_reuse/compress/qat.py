@@ -60,8 +60,18 @@ def is_qat_model(model: torch.nn.Module) -> bool:
     return any(type(m).__name__.endswith("Quantizer") and hasattr(m, "set_export_mode") for m in model.modules())
 
 
+def _advanced(nncf, isa: str | None):
+    """Without VNNI (AVX2, AVX-512 without VNNI), x86 int8 kernels sum pairs of u8 x s8 products in 16 bits, which
+    saturates with full-range 8-bit weights: NNCF's overflow fix trains 7-bit weights there, so the int8 model the
+    CPU runs computes what training saw."""
+    from nlp_reuse.compress.quantize import detect_cpu_isa
+
+    fix = nncf.OverflowFix.ENABLE if (isa or detect_cpu_isa()) in ("avx2", "avx512") else nncf.OverflowFix.DISABLE
+    return nncf.AdvancedQuantizationParameters(overflow_fix=fix)
+
+
 def prepare_qat(model: torch.nn.Module, tokenizer, calibration_texts: list[str], *,
-                max_length: int = 128) -> torch.nn.Module:
+                max_length: int = 128, isa: str | None = None) -> torch.nn.Module:
     """`model` with NNCF fake quantizers inserted and their ranges calibrated on `calibration_texts`.
 
     The model switches to eager attention first (the QDQ export traces it) and is returned in train-ready form: its
@@ -83,7 +93,7 @@ def prepare_qat(model: torch.nn.Module, tokenizer, calibration_texts: list[str],
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NNCF's tracer warns about torch internals it patches
         quantized = nncf.quantize(model, dataset, subset_size=len(calibration_texts),
-                                  model_type=nncf.ModelType.TRANSFORMER)
+                                  model_type=nncf.ModelType.TRANSFORMER, advanced_parameters=_advanced(nncf, isa))
     logger.info("QAT: %d NNCF quantizers inserted, ranges from %d texts", _count_quantizers(quantized),
                 len(calibration_texts))
     return quantized

@@ -50,11 +50,11 @@ def distill_recover(student: torch.nn.Module, teacher: torch.nn.Module, tokenize
                     labels: list[int], teacher_logits: np.ndarray, *, num_train_epochs: float = 1.0,
                     learning_rate: float = 3e-5, temperature: float = 2.0, alpha: float = 0.5, batch_size: int = 32,
                     max_length: int = 128, seed: int = 42, output_dir: str | Path | None = None,
-                    stage: str = "recovery") -> torch.nn.Module:
+                    stage: str = "recovery", progress: bool = True) -> torch.nn.Module:
     """Train `student` in place on the distillation loss for `num_train_epochs` (teacher frozen, its logits given).
 
-    Nothing is written to disk unless `output_dir` is given (checkpoints are off either way). Returns the student
-    in eval mode.
+    Nothing is written to disk unless `output_dir` is given (checkpoints are off either way); `progress` shows
+    Trainer's progress bar. Returns the student in eval mode.
     """
     from nlp_reuse.config import DistillationArguments
     from nlp_reuse.trainers import DistillationTrainer
@@ -69,7 +69,8 @@ def distill_recover(student: torch.nn.Module, teacher: torch.nn.Module, tokenize
             output_dir=str(output_dir or tmp), num_train_epochs=num_train_epochs, learning_rate=learning_rate,
             per_device_train_batch_size=batch_size, per_device_eval_batch_size=batch_size, temperature=temperature,
             alpha=alpha, save_strategy="no", eval_strategy="no", report_to=[], logging_strategy="no", seed=seed,
-            disable_tqdm=True, dataloader_pin_memory=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
+            disable_tqdm=not progress, dataloader_pin_memory=torch.cuda.is_available(),
+            use_cpu=not torch.cuda.is_available(),
         )
         trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=dataset,
                                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)

@@ -209,7 +209,10 @@ def _card_context(run_dir: Path, report: RunReport, repo_id: str | None, base_mo
     if report.baseline is not None:
         rows.append(_result_row("Baseline: same shape, fine-tuned without distillation", report.baseline, teacher))
     for name, entry in (report.artefacts or {}).items():
-        rows.append(_result_row(f"{_ARTEFACT_LABELS.get(name, f'Student, {name}')} (`{name}/`)", entry, teacher))
+        label = _ARTEFACT_LABELS.get(name, f"Student, {name}")
+        if entry.extra.get("made_by"):  # written by `nlp-reuse compress`: how the artefact was made
+            label = f"Student, {entry.extra['made_by']}"
+        rows.append(_result_row(f"{label} (`{name}/`)", entry, teacher))
 
     accuracy, num_test = student.test["accuracy"], task.num_test
     # Normal-approximation 95% interval: tells a reader how much a small test split can be trusted.
