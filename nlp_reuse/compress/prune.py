@@ -63,26 +63,23 @@ def pruned_heads_of(config) -> dict[int, list[int]]:
     return {int(layer): sorted(int(h) for h in heads) for layer, heads in recorded.items()}
 
 
-def compute_head_importance(model: nn.Module, tokenizer, texts: list[str], labels: list[int] | None = None, *,
-                            batch_size: int = 16, max_length: int = 128, normalize_per_layer: bool = True
-                            ) -> torch.Tensor:
-    """(num_layers, num_heads) head importance |dL/d gate| accumulated over `texts` (Michel et al. 2019).
-
-    `labels` are class ids; when None the model's own predictions are used as targets.
-    """
+def _check_scorable(model: nn.Module, texts: list[str], what: str) -> None:
+    """Importance is scored on texts, with every original head present (gates index the original heads)."""
     pruned = pruned_heads_of(model.config)
     if pruned:
         raise ModelError(format_error(
-            "Head importance needs an unpruned model.", "config.pruned_heads == {}",
+            f"{what} needs a model without pruned heads.", "config.pruned_heads == {}",
             f"pruned_heads={pruned}", "compute importance on the model folder before pruning",
         ))
     if not texts:
-        raise ModelError(format_error("Head importance needs texts.", "a non-empty list of texts", "an empty list",
+        raise ModelError(format_error(f"{what} needs texts.", "a non-empty list of texts", "an empty list",
                                       "pass --train_file so a few training batches can be scored"))
-    layers = _attention_layers(model)
-    device = next(model.parameters()).device
-    num_heads = model.config.num_attention_heads
-    gates = torch.ones(len(layers), num_heads, device=device, requires_grad=True)
+
+
+def _gate_heads(layers: list[nn.Module], gates: torch.Tensor) -> list:
+    """Multiply each head's output by its gate (`gates`: (num_layers, num_heads)) with a forward pre-hook on every
+    layer's attention output projection; returns the hook handles (call `.remove()` on each when done)."""
+    num_heads = gates.shape[1]
 
     def gate_hook(index: int):
         def hook(module, args):
@@ -92,7 +89,21 @@ def compute_head_importance(model: nn.Module, tokenizer, texts: list[str], label
             return (gated.view(shape),)
         return hook
 
-    handles = [layer.attention.output.dense.register_forward_pre_hook(gate_hook(i)) for i, layer in enumerate(layers)]
+    return [layer.attention.output.dense.register_forward_pre_hook(gate_hook(i)) for i, layer in enumerate(layers)]
+
+
+def compute_head_importance(model: nn.Module, tokenizer, texts: list[str], labels: list[int] | None = None, *,
+                            batch_size: int = 16, max_length: int = 128, normalize_per_layer: bool = True
+                            ) -> torch.Tensor:
+    """(num_layers, num_heads) head importance |dL/d gate| accumulated over `texts` (Michel et al. 2019).
+
+    `labels` are class ids; when None the model's own predictions are used as targets.
+    """
+    _check_scorable(model, texts, "Head importance")
+    layers = _attention_layers(model)
+    device = next(model.parameters()).device
+    gates = torch.ones(len(layers), model.config.num_attention_heads, device=device, requires_grad=True)
+    handles = _gate_heads(layers, gates)
     importance = torch.zeros_like(gates)
     was_training = model.training
     model.eval()  # no dropout: the gradient should reflect the deployed model
