@@ -54,10 +54,29 @@ def _plan(tmp_path, students, **common) -> str:
     ({"a": {"student_type": "bilstm"}}, {"output_dir": "x"}, "which the frontier sets for every run"),
     ({"a b": {"student_type": "bilstm"}}, {}, "must be a folder name"),
     ({"a": {"student_type": "bilstm", "seeds": "x"}}, {}, "seeds must be a list of integers"),
+    ({"a": {"student_num_layers": 1, "compress": {"qat_epoch": 1}}}, {},
+     r"(?s)unknown flag 'qat_epoch' in students.a.compress.*did you mean qat_epochs"),
+    ({"a": {"student_num_layers": 1, "compress": {"output_dir": "x"}}}, {}, "compress sets 'output_dir'"),
+    ({"a": {"student_num_layers": 1, "compress": {"prune_ffn_fraction": 1.5}}}, {},
+     "students.a.compress: .*prune_ffn_fraction out of range"),
 ])
 def test_bad_plans_are_refused_before_training(tmp_path, students, common, message):
     with pytest.raises(ConfigError, match=message):
         read_plan(_plan(tmp_path, students, **common))
+
+
+def test_a_compress_step_runs_after_the_distill_run_into_run_compressed(tmp_path):
+    from nlp_reuse.frontier.plan import compress_flags
+
+    plan = read_plan(_plan(tmp_path, {"l1": {"student_num_layers": 1, "compress": {"qat_epochs": 1}},
+                                      "bilstm": {"student_type": "bilstm"}}, teacher_model_name_or_path="t"))
+    folder = tmp_path / "runs" / "l1" / "seed3"
+    flags = compress_flags(plan, "l1", 3, folder)
+    assert flags == {"model_dir": str(folder / "student"), "teacher_model_name_or_path": "t",
+                     "output_dir": str(folder / "compressed"), "benchmark": False, "overwrite": True, "seed": 3,
+                     "qat_epochs": 1}
+    assert compress_flags(plan, "bilstm", 3, folder) is None
+    assert "compress" not in plan.students["l1"]  # not a distill flag
 
 
 def test_a_bad_value_in_one_student_names_it_before_any_run(tmp_path, tiny_teacher_dir):

@@ -102,6 +102,8 @@ def describe_variant(folder: str | Path, config=None) -> str:
         pruned = f"{sum(len(h) for h in config.pruned_heads.values())} heads"
     if pruned:
         extras.append(f"pruned {pruned}")
+    if info.get("ffn_width"):
+        extras.append(f"FFN {info['ffn_width']}")
     if info.get("low_rank") or (folder / LOW_RANK_INFO_NAME).is_file():
         extras.append(f"low-rank {info.get('low_rank', '')}".strip())
     if info.get("magnitude_sparsity"):

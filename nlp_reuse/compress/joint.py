@@ -176,7 +176,7 @@ def compress_student(args: CompressArguments, splits: dict[str, tuple[list[str],
     made_by: dict[str, str] = {}
     source = args.model_dir
 
-    pruning = None
+    pruning, shape = None, {}
     if args.prunes:
         from nlp_reuse.compress.structured import prune_structure
 
@@ -195,15 +195,15 @@ def compress_student(args: CompressArguments, splits: dict[str, tuple[list[str],
         student.save_pretrained(source)
         tokenizer.save_pretrained(source)
         how = _describe_pruning(pruning, args.recovery_epochs)
+        shape = {"pruned_heads": f"{pruning['heads_before'] - pruning['heads_after']}/{pruning['heads_before']}",
+                 "ffn_width": f"{pruning['ffn_width_before']}->{pruning['ffn_width_after']}"}
         write_compression_info(source, {"source": str(args.model_dir), "format": "pytorch", "precision": "fp32",
-                                        "pruned_heads": f"{pruning['heads_before'] - pruning['heads_after']}/"
-                                                        f"{pruning['heads_before']}",
-                                        "ffn_width": f"{pruning['ffn_width_before']}->{pruning['ffn_width_after']}"})
+                                        **shape})
         made_by["pytorch"] = how.rstrip("; ")
     prefix = _describe_pruning(pruning, args.recovery_epochs)
     student = student.eval()
 
-    onnx_dir = export_onnx(student, tokenizer, out / "onnx", compression={"source": str(source)})
+    onnx_dir = export_onnx(student, tokenizer, out / "onnx", compression={"source": str(source), **shape})
     parity = check_onnx_parity(student, tokenizer, onnx_dir, list(val_texts[:32]), max_length)
     made_by["onnx"] = prefix + "ONNX fp32"
     guards: dict[str, dict] = {}
@@ -228,7 +228,7 @@ def compress_student(args: CompressArguments, splits: dict[str, tuple[list[str],
                         num_train_epochs=args.qat_epochs, learning_rate=args.qat_learning_rate,
                         temperature=args.temperature, alpha=args.alpha, batch_size=args.batch_size,
                         max_length=max_length, seed=args.seed, stage="qat")
-        export_qat_onnx(qat_model, tokenizer, out / "onnx_qat_int8", compression={"source": str(source)})
+        export_qat_onnx(qat_model, tokenizer, out / "onnx_qat_int8", compression={"source": str(source), **shape})
         guarded("onnx_qat_int8", out / "onnx_qat_int8",
                 f"quantization-aware distillation (NNCF, {args.qat_epochs:g} epochs), static int8 QDQ")
     if args.openvino != "none":

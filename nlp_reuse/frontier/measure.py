@@ -15,6 +15,19 @@ from nlp_reuse.report import RunReport
 logger = logging.getLogger(__name__)
 
 
+def _compressed_deliverable(folder: Path) -> str | None:
+    """RUN/compressed/<deliverable> when the plan gave the student a `compress:` step (pruned / QAT int8)."""
+    import json
+
+    from nlp_reuse.compress.joint import COMPRESS_REPORT_NAME
+    from nlp_reuse.frontier.plan import COMPRESSED_DIR
+
+    report = folder / COMPRESSED_DIR / COMPRESS_REPORT_NAME
+    if not report.is_file():
+        return None
+    return f"{COMPRESSED_DIR}/{json.loads(report.read_text())['deliverable']}"
+
+
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(statistics.mean(values)), float(statistics.stdev(values)) if len(values) > 1 else 0.0
 
@@ -90,7 +103,8 @@ def measure_frontier(teacher_dir: str | Path, runs: dict[str, dict[int, Path]], 
         artefacts: dict[str, dict[int, BenchmarkRow]] = {}
         for seed, folder in seeds.items():
             deliverable = (reports[seed].export or {}).get("deliverable")
-            for artefact in ("student", deliverable):
+            compressed = _compressed_deliverable(folder)
+            for artefact in ("student", deliverable, compressed):
                 if artefact is None:
                     continue
                 label = "pytorch" if artefact == "student" else artefact

@@ -20,7 +20,7 @@ import difflib
 import json
 import logging
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 # Set by the frontier for every run: a plan that sets them would be silently overridden.
 FRONTIER_OWNED = ("output_dir", "seed", "run_baseline", "export", "overwrite_output_dir", "push_to_hub")
+# Set by the frontier for a student's `compress:` step (RUN/student -> RUN/compressed, timed by the frontier).
+COMPRESS_OWNED = ("model_dir", "teacher_model_name_or_path", "output_dir", "benchmark", "overwrite", "seed")
+COMPRESSED_DIR = "compressed"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -44,6 +47,7 @@ class FrontierPlan:
     students: dict[str, dict[str, Any]]  # name -> the student's own flags (override `common`)
     source: str
     seeds: dict[str, list[int]]  # name -> its own seeds, where the plan sets them
+    compress: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> `nlp-reuse compress` flags
 
     def seeds_of(self, name: str, default: list[int]) -> list[int]:
         return self.seeds.get(name, default)
@@ -76,7 +80,7 @@ def read_plan(path: str | Path, teacher: str | None = None) -> FrontierPlan:
     valid = {f.name for dtype in _distill_parser().dataclass_types for f in fields(dtype) if f.init}
     data_keys = {f.name for f in fields(DataArguments)}
     _check_keys(raw, valid, path, "the shared flags")
-    seeds = {}
+    seeds, compress = {}, {}
     for name, flags in students.items():
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(f"{path}: student name {name!r} must be a folder name (letters, digits, . _ -).")
@@ -88,6 +92,8 @@ def read_plan(path: str | Path, teacher: str | None = None) -> FrontierPlan:
                 raise ConfigError(f"{path}: students.{name}.seeds must be a list of integers such as [1], "
                                   f"got {own!r}.")
             seeds[name] = own
+        if "compress" in flags:
+            compress[name] = _check_compress(flags.pop("compress"), path, name)
         _check_keys(flags, valid, path, f"students.{name}")
         shadowed = sorted(set(flags) & data_keys)
         if shadowed:
@@ -95,7 +101,39 @@ def read_plan(path: str | Path, teacher: str | None = None) -> FrontierPlan:
                 f"{path}: students.{name} sets data flags; every student is measured on one test split.",
                 "data flags (dataset_name, max_length, ...) at the top level only", ", ".join(shadowed),
                 "move them to the top level of the plan"))
-    return FrontierPlan(common=raw, students=students, source=str(path), seeds=seeds)
+    return FrontierPlan(common=raw, students=students, source=str(path), seeds=seeds, compress=compress)
+
+
+def _check_compress(flags: Any, path: Path, name: str) -> dict[str, Any]:
+    """A student's `compress:` mapping: flags of `nlp-reuse compress` (pruning, QAT, OpenVINO), parsed now."""
+    from nlp_reuse.compress.joint import CompressArguments
+
+    where = f"students.{name}.compress"
+    if not isinstance(flags, dict):
+        raise ConfigError(f"{path}: {where} must be a mapping of `nlp-reuse compress` flags, got {flags!r}.")
+    valid = {f.name for f in fields(CompressArguments)} - set(COMPRESS_OWNED)
+    for key in flags:
+        if key in COMPRESS_OWNED:
+            raise ConfigError(f"{path}: {where} sets {key!r}, which the frontier sets; remove it.")
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=3)
+            raise ConfigError(format_error(
+                f"{path}: unknown flag {key!r} in {where}.", "flags of `nlp-reuse compress --help`", repr(key),
+                f"did you mean {', '.join(close)}?" if close else "check the spelling"))
+    try:
+        CompressArguments(model_dir="student", teacher_model_name_or_path="teacher", output_dir="out", **flags)
+    except (ConfigError, TypeError) as err:
+        raise ConfigError(f"{path}: {where}: {err}") from err
+    return flags
+
+
+def compress_flags(plan: FrontierPlan, name: str, seed: int, folder: Path) -> dict[str, Any] | None:
+    """The `nlp-reuse compress` flags of one student's run (None: the student has no compress step)."""
+    if name not in plan.compress:
+        return None
+    return {"model_dir": str(folder / "student"), "teacher_model_name_or_path": plan.common.get(
+        "teacher_model_name_or_path"), "output_dir": str(folder / COMPRESSED_DIR), "benchmark": False,
+        "overwrite": True, "seed": seed, **plan.compress[name]}
 
 
 def _check_keys(flags: dict, valid: set[str], path: Path, where: str) -> None:
@@ -142,6 +180,11 @@ def check_runs(plan: FrontierPlan, seeds: list[int], root: Path) -> None:
             raise ConfigError(f"{plan.source}: students.{name}: {err}") from err
 
 
+def _data_flags(plan: FrontierPlan) -> dict[str, Any]:
+    data_keys = {f.name for f in fields(DataArguments)}
+    return {k: v for k, v in plan.common.items() if k in data_keys}
+
+
 def run_dir(root: Path, name: str, seed: int) -> Path:
     return root / "runs" / name / f"seed{seed}"
 
@@ -168,10 +211,18 @@ def run_plan(plan: FrontierPlan, seeds: list[int], root: Path, redo: bool = Fals
             folder = run_dir(root, name, seed)
             runs.setdefault(name, {})[seed] = folder
             flags = run_flags(plan, name, seed, folder, root / "cache")
+            compress = compress_flags(plan, name, seed, folder)
+            if compress is not None:
+                flags = {**flags, "compress": compress}
             if not redo and _finished_with(folder, flags):
                 logger.info("Keeping %s (finished with the same flags; --redo true trains it again).", folder)
                 continue
             logger.info("Distilling %s, seed %d -> %s", name, seed, folder)
-            distill(to_argv(flags))
+            distill(to_argv({k: v for k, v in flags.items() if k != "compress"}))
+            if compress is not None:
+                from nlp_reuse.commands.compress import main as compress_main
+
+                logger.info("Compressing %s, seed %d -> %s", name, seed, compress["output_dir"])
+                compress_main(to_argv({**compress, **_data_flags(plan)}))
             write_json(folder / RUN_FLAGS_FILE, flags)  # written last: marks the run finished with these flags
     return runs
