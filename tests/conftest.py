@@ -262,4 +262,6 @@ def nncf_reference_kernels():
     from nncf.torch.quantization.extensions import QuantizedFunctionsCPU
     from nncf.torch.quantization.reference import ReferenceQuantizedFunctions
 
+    # A private attribute: if NNCF renames it, say so here instead of silently compiling again.
+    assert hasattr(QuantizedFunctionsCPU, "_loaded_namespace"), "NNCF changed its extension loader"
     QuantizedFunctionsCPU._loaded_namespace = ReferenceQuantizedFunctions

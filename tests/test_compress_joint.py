@@ -90,10 +90,8 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
         CompressArguments(model_dir="m", teacher_model_name_or_path="t", output_dir="o", openvino="fp16")
 
 
-def test_missing_nncf_is_reported_before_training(monkeypatch, tmp_path):
+def test_missing_nncf_is_reported_before_training(monkeypatch, distill_run, tmp_path):
     import builtins
-
-    from nlp_reuse.compress.joint import check_optional_libraries
 
     real_import = builtins.__import__
 
@@ -103,8 +101,58 @@ def test_missing_nncf_is_reported_before_training(monkeypatch, tmp_path):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_nncf)
-    args = CompressArguments(model_dir="m", teacher_model_name_or_path="t", output_dir=str(tmp_path / "o"),
-                             qat_epochs=1)
+    args = CompressArguments(model_dir=str(distill_run / "student"),
+                             teacher_model_name_or_path=str(distill_run.parent / "teacher"),
+                             output_dir=str(tmp_path / "o"), qat_epochs=1)
     with pytest.raises(ModelError, match=r"nlp_reuse\[openvino\]"):
-        check_optional_libraries(args)
+        compress_student(args, _splits(), max_length=32)
     assert not (tmp_path / "o").exists()
+
+
+def _args(run, out, **overrides):
+    return CompressArguments(**{"model_dir": str(run / "student"),
+                                "teacher_model_name_or_path": str(run.parent / "teacher"), "output_dir": str(out),
+                                "num_threads": 1, "benchmark": False, **overrides})
+
+
+def test_inputs_are_checked_before_the_output_folder_is_touched(distill_run, tiny_tokenizer_dir, tmp_path):
+    from conftest import build_tiny_bert
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        compress_student(_args(distill_run, taken), _splits(), max_length=32)
+    # --overwrite on a folder that holds the student would delete it: refused, the run stays whole.
+    with pytest.raises(ConfigError, match="output folder would contain an input"):
+        compress_student(_args(distill_run, distill_run, overwrite=True), _splits(), max_length=32)
+    assert (distill_run / "student" / "config.json").is_file()
+    other = build_tiny_bert(tiny_tokenizer_dir, tmp_path / "other_teacher", num_layers=1, labels=["x", "y", "z"])
+    with pytest.raises(ModelError, match="different labels"):
+        compress_student(_args(distill_run, taken, teacher_model_name_or_path=str(other), overwrite=True),
+                         _splits(), max_length=32)
+    with pytest.raises(FileNotFoundError, match="Model folder not found"):
+        compress_student(_args(distill_run, taken, teacher_model_name_or_path=str(tmp_path / "nope"),
+                               overwrite=True), _splits(), max_length=32)
+    assert (taken / "keep.txt").read_text() == "user data"
+
+
+def test_cli_run_without_pruning_replaces_stale_report_entries(compressed, distill_run, tiny_data_dir, tmp_path):
+    """`nlp-reuse compress` (dynamic + static int8 only) into the same folder with --overwrite: the report keeps no
+    entry of the earlier, pruned compress."""
+    from nlp_reuse.commands import main
+    from nlp_reuse.report import RunReport
+
+    run = shutil.copytree(compressed[0], tmp_path / "run")  # the module's run stays as the other tests read it
+    main(["compress", "--model_dir", str(run / "student"), "--teacher_model_name_or_path",
+          str(distill_run.parent / "teacher"), "--output_dir", str(run / "compressed"), "--overwrite", "true",
+          "--num_threads", "1", "--latency_calls", "2", "--throughput_calls", "1", "--max_accuracy_drop", "100",
+          "--train_file", str(tiny_data_dir / "train.jsonl"), "--validation_file",
+          str(tiny_data_dir / "validation.jsonl"), "--test_file", str(tiny_data_dir / "test.jsonl"),
+          "--max_length", "32"])
+    saved = json.loads((run / "compressed" / COMPRESS_REPORT_NAME).read_text())
+    assert "pruning" not in saved["stages"] and "onnx_qat_int8" not in saved["made_by"]
+    artefacts = RunReport.read(run / "report.json").artefacts
+    assert "compressed/onnx_int8" in artefacts and "compressed/onnx_qat_int8" not in artefacts
+    assert "onnx_int8" in artefacts  # the distill run's own export entry is kept
+    assert not (run / "compressed" / "onnx_qat_int8").exists()

@@ -82,17 +82,45 @@ def test_exported_graph_is_static_int8_with_int8_weights(qat_run):
     assert info["quantization"] == "qat" and info["precision"] == "int8" and info["int8_weights"] >= 12
 
 
-def test_fold_weight_quantizers_keeps_the_logits(qat_run, tmp_path):
-    import shutil
-
+@pytest.mark.parametrize(("axis", "zero_point_dtype"), [(0, np.int8), (1, np.int8), (0, np.uint8), (1, None)])
+def test_fold_weight_quantizers_computes_what_the_unfolded_graph_computes(tmp_path, axis, zero_point_dtype):
+    """x @ DQ(Q(W)) with per-channel scales on either axis, int8/uint8 zero points or none: folding W into its int8
+    values changes the stored tensor, not the result."""
     import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
 
-    folder = tmp_path / "unfolded"
-    shutil.copytree(qat_run["folder"], folder)
-    # Already folded: a second pass finds no fp32 weight behind a QuantizeLinear and changes nothing.
-    assert fold_weight_quantizers(folder / "model.onnx") == 0
-    assert len(onnx.load(str(folder / "model.onnx")).graph.node) == len(
-        onnx.load(str(qat_run["folder"] / "model.onnx")).graph.node)
+    rng = np.random.default_rng(axis)
+    weight = rng.normal(size=(4, 3)).astype(np.float32)
+    scale = (np.abs(weight).max(axis=1 - axis) / 100).astype(np.float32)
+    inits = [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(scale, "s")]
+    q_inputs = ["W", "s"]
+    if zero_point_dtype is not None:
+        offset = 0 if zero_point_dtype == np.int8 else 128
+        inits.append(numpy_helper.from_array(np.full(scale.shape, offset, zero_point_dtype), "z"))
+        q_inputs.append("z")
+    nodes = [helper.make_node("QuantizeLinear", q_inputs, ["Wq"], axis=axis),
+             helper.make_node("DequantizeLinear", ["Wq", *q_inputs[1:]], ["Wd"], axis=axis),
+             helper.make_node("MatMul", ["x", "Wd"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])], inits)
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    x = rng.normal(size=(5, 4)).astype(np.float32)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+
+    def run() -> np.ndarray:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    before = run()
+    assert fold_weight_quantizers(path) == 1
+    folded = onnx.load(str(path)).graph
+    assert [n.op_type for n in folded.node] == ["DequantizeLinear", "MatMul"]
+    stored = {i.name: numpy_helper.to_array(i) for i in folded.initializer}
+    assert "W" not in stored and stored["Wq"].dtype in (np.int8, np.uint8)
+    np.testing.assert_array_equal(run(), before)
+    assert fold_weight_quantizers(path) == 0  # nothing left to fold
 
 
 def test_prepare_qat_refuses_without_texts_and_twice(qat_run, trained_dir):

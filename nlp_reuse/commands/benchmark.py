@@ -1,5 +1,5 @@
-"""Benchmark model folders and ONNX folders on the test split: accuracy, macro-F1, size, parameters, batch-1
-latency p50/p95 and batch-32 throughput on a fixed number of CPU threads.
+"""Benchmark model, ONNX and OpenVINO folders (from `nlp-reuse compress --openvino`) on the test split: accuracy,
+macro-F1, size, parameters, batch-1 latency p50/p95 and batch-32 throughput on a fixed number of CPU threads.
 
 Example:
     nlp-reuse benchmark --dataset_name builtin:trec6 --num_threads 2 --output_dir runs/demo/benchmark \\

@@ -102,15 +102,18 @@ class ExportArguments:
 
 @dataclass
 class BenchmarkArguments:
-    """scripts/benchmark.py: measure model folders and ONNX folders on one labelled test file."""
+    """scripts/benchmark.py: measure model, ONNX and OpenVINO folders on one labelled test file."""
 
-    models: list[str] = field(default_factory=list, metadata={"help": "Model folders and/or ONNX folders to "
+    models: list[str] = field(default_factory=list, metadata={"help": "Model, ONNX and/or OpenVINO folders "
+                                                                      "(openvino_model.xml; needs the openvino "
+                                                                      "extra) to "
                                                                       "measure, in table order."})
     names: list[str] | None = field(default=None, metadata={"help": "Row names, one per --models entry "
                                                                     "(default: folder names)."})
     output_dir: str = field(default=None, metadata={"help": "Where benchmark.json, benchmark.md and "
                                                             "benchmark.png are written."})
-    num_threads: int = field(default=2, metadata={"help": "CPU threads for PyTorch and ONNX Runtime (fixed)."})
+    num_threads: int = field(default=2, metadata={"help": "CPU threads for PyTorch, ONNX Runtime and "
+                                                                     "OpenVINO (fixed)."})
     latency_calls: int = field(default=100, metadata={"help": "Timed batch-1 calls per model (p50/p95)."})
     throughput_calls: int = field(default=10, metadata={"help": "Timed batch-32 calls per model (throughput)."})
     compare: list[str] | None = field(default=None, metadata={"help": "Two row names REFERENCE CANDIDATE: report "

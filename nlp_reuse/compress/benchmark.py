@@ -94,13 +94,11 @@ def describe_variant(folder: str | Path, config=None) -> str:
         label += f" {info['quantization']}"
         if info["quantization"] == "static":
             label += f"/{info.get('calibration_method')}"
-        elif info["quantization"] == "qat":
-            label += " (QAT)"
     extras = []
     pruned = info.get("pruned_heads")
     if pruned is None and config is not None and getattr(config, "pruned_heads", None):
         pruned = f"{sum(len(h) for h in config.pruned_heads.values())} heads"
-    if pruned:
+    if pruned and not str(pruned).startswith("0/"):
         extras.append(f"pruned {pruned}")
     if info.get("ffn_width"):
         extras.append(f"FFN {info['ffn_width']}")
@@ -229,7 +227,14 @@ def plot_accuracy_vs_latency(rows: Sequence[BenchmarkRow], path: str | Path) -> 
 def environment_info(num_threads: int) -> dict[str, Any]:
     import onnxruntime
 
-    return {**environment(), "onnxruntime": onnxruntime.__version__, "num_threads": num_threads}
+    info = {**environment(), "onnxruntime": onnxruntime.__version__, "num_threads": num_threads}
+    try:
+        import openvino
+
+        info["openvino"] = openvino.__version__
+    except ImportError:
+        pass
+    return info
 
 
 BENCHMARK_FILES = {"json": "benchmark.json", "markdown": "benchmark.md", "plot": "benchmark.png"}

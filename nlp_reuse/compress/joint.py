@@ -139,6 +139,17 @@ def _check_same_labels(student, teacher) -> None:
                                       f"teacher labels {t}", "pass the teacher the student was distilled from"))
 
 
+def _check_output_is_apart(out: Path, *inputs: Path) -> None:
+    """--overwrite replaces the output folder: it must not hold (or be) the student or the teacher."""
+    target = out.resolve()
+    for folder in inputs:
+        source = folder.resolve()
+        if source == target or source.is_relative_to(target):
+            raise ConfigError(format_error(
+                "The output folder would contain an input.", "an --output_dir apart from the student and teacher",
+                f"--output_dir {out} holds {folder}", f"pass e.g. --output_dir {source.parent / 'compressed'}"))
+
+
 def _describe_pruning(report: dict | None, recovery_epochs: float) -> str:
     if not report:
         return ""
@@ -156,7 +167,8 @@ def compress_student(args: CompressArguments, splits: dict[str, tuple[list[str],
 
     check_optional_libraries(args)
     check_model_dir(args.model_dir)
-    out = prepare_output_dir(args.output_dir, overwrite=args.overwrite, replace=True, flag="--overwrite true")
+    check_model_dir(args.teacher_model_name_or_path)
+    _check_output_is_apart(Path(args.output_dir), Path(args.model_dir), Path(args.teacher_model_name_or_path))
     torch.set_num_threads(args.num_threads)
     student, tokenizer = load_classifier(args.model_dir)
     # The teacher reads its own tokenizer: a student's may differ (a trimmed vocabulary renumbers the tokens).
@@ -167,6 +179,16 @@ def compress_student(args: CompressArguments, splits: dict[str, tuple[list[str],
     train_ids = encode_labels(train_names, label2id)
     val_texts, val_names = splits["validation"]
     val_ids = encode_labels(val_names, label2id)
+    if args.prunes:
+        from nlp_reuse.compress.prune import _attention_layers, pruned_heads_of
+
+        _attention_layers(student)  # a layout pruning cannot handle fails here, before the teacher pass
+        if pruned_heads_of(student.config):
+            raise ModelError(format_error("The student already has pruned heads.", "an unpruned student folder",
+                                          f"pruned_heads={pruned_heads_of(student.config)}",
+                                          "compress the student the distill run wrote (RUN/student)"))
+    # Every input is checked: only now is the output folder claimed (and, with --overwrite, replaced).
+    out = prepare_output_dir(args.output_dir, overwrite=args.overwrite, replace=True, flag="--overwrite true")
     calibration = random.Random(args.seed).sample(list(train_texts), min(args.calibration_samples, len(train_texts)))
     needs_teacher = args.prunes or args.qat_epochs > 0
     logits = (teacher_logits_for(teacher, teacher_tokenizer, train_texts, max_length=max_length) if needs_teacher
@@ -234,7 +256,7 @@ def compress_student(args: CompressArguments, splits: dict[str, tuple[list[str],
     if args.openvino != "none":
         from nlp_reuse.compress.openvino_export import export_openvino
 
-        if args.qat_epochs > 0:
+        if args.qat_epochs > 0 and not guards["onnx_qat_int8"]["triggered"]:
             export_openvino(out / "onnx_qat_int8", out / "openvino_int8")
             made_by["openvino_int8"] = made_by["onnx_qat_int8"].replace("static int8 QDQ", "OpenVINO int8")
         else:
@@ -244,7 +266,7 @@ def compress_student(args: CompressArguments, splits: dict[str, tuple[list[str],
         if args.openvino == "all":
             export_openvino(onnx_dir, out / "openvino")
             made_by["openvino"] = prefix + "OpenVINO fp32"
-            if args.qat_epochs > 0:
+            if "openvino_int8" in made_by and "NNCF post-training" not in made_by["openvino_int8"]:
                 export_openvino(onnx_dir, out / "openvino_ptq_int8", quantization="ptq",
                                 calibration_texts=calibration, max_length=max_length)
                 made_by["openvino_ptq_int8"] = prefix + f"OpenVINO int8 (NNCF post-training, {len(calibration)} texts)"
@@ -255,14 +277,16 @@ def compress_student(args: CompressArguments, splits: dict[str, tuple[list[str],
                   made_by=made_by)
     if args.benchmark:
         report["benchmark"] = _benchmark(args, out, splits["test"], made_by, max_length)
-        report["run_report"] = add_to_run_report(args.model_dir, out, report["benchmark"]["rows"], made_by)
+    rows = report["benchmark"]["rows"] if args.benchmark else []
+    report["run_report"] = add_to_run_report(args.model_dir, out, rows, made_by)
     (out / COMPRESS_REPORT_NAME).write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report
 
 
 def add_to_run_report(model_dir: str | Path, out: Path, rows: list[dict], made_by: dict[str, str]) -> str | None:
-    """When the student is RUN/student of a distill run and the output lies inside RUN, add every artefact to
-    RUN/report.json (`artefacts`, each with `made_by`), so the run's model card lists them. Returns the report's
+    """When the student is RUN/student of a distill run and the output lies inside RUN, add every measured artefact
+    to RUN/report.json (`artefacts`, each with `made_by`), so the run's model card lists them; entries of an earlier
+    compress into the same folder are dropped (without `rows`, nothing measured, only that). Returns the report's
     path, or None when the layout does not match (the compress report stands alone then)."""
     from nlp_reuse.compress.benchmark import report_entry
     from nlp_reuse.files import write_json
@@ -270,10 +294,12 @@ def add_to_run_report(model_dir: str | Path, out: Path, rows: list[dict], made_b
 
     run_dir = Path(model_dir).resolve().parent
     path = run_dir / REPORT_FILE
-    if not path.is_file() or not out.resolve().is_relative_to(run_dir):
+    if Path(model_dir).resolve().name != "student" or not path.is_file() or not out.resolve().is_relative_to(run_dir):
         return None
     report = RunReport.read(path)
-    artefacts = dict(report.artefacts or {})
+    # Entries of an earlier compress into the same folder go: the folder was replaced, its numbers are stale.
+    prefix = str(out.resolve().relative_to(run_dir)) + "/"
+    artefacts = {k: v for k, v in (report.artefacts or {}).items() if not k.startswith(prefix)}
     for row in rows:
         if row["name"] not in made_by:
             continue

@@ -109,10 +109,12 @@ class OpenVinoClassifier:
 
         ov = require_openvino()
         self.folder = Path(folder)
-        if not is_openvino_folder(self.folder):
+        missing = [n for n in (OPENVINO_XML, OPENVINO_BIN) if not (self.folder / n).is_file()]
+        if missing:
             raise FileNotFoundError(format_error(f"{self.folder} is not an OpenVINO folder.",
-                                                 f"{OPENVINO_XML} and {OPENVINO_BIN}", "neither",
-                                                 "make one with scripts/export.py --openvino dynamic|ptq"))
+                                                 f"{OPENVINO_XML} and {OPENVINO_BIN}", f"no {', '.join(missing)}",
+                                                 "make one with `nlp-reuse compress --openvino int8` or "
+                                                 "nlp_reuse.compress.openvino_export.export_openvino"))
         self.config = AutoConfig.from_pretrained(self.folder, local_files_only=True)
         self.tokenizer = load_tokenizer(self.folder)
         core = ov.Core()
@@ -139,8 +141,11 @@ class OpenVinoClassifier:
         """Stored weight values: the elements of every Constant in the IR that is not a scalar."""
         ov = require_openvino()
         model = ov.Core().read_model(str(self.model_path))
+        # Weight matrices and tables: Constants with two or more axes of size > 1 (not the (N, 1) ranges of a
+        # FakeQuantize).
         return int(sum(int(np.prod(op.get_output_shape(0))) for op in model.get_ops()
-                       if op.get_type_name() == "Constant" and len(op.get_output_shape(0)) >= 2))
+                       if op.get_type_name() == "Constant"
+                       and sum(1 for d in op.get_output_shape(0) if d > 1) >= 2))
 
 
 __all__ = ["OPENVINO_BIN", "OPENVINO_QUANTIZATION", "OPENVINO_XML", "OpenVinoClassifier", "export_openvino",

@@ -154,10 +154,6 @@ def fold_weight_quantizers(path: str | Path) -> int:
             return numpy_helper.to_array(node.attribute[0].t)
         return None
 
-    consumers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers[name] = consumers.get(name, 0) + 1
     folded, keep = 0, []
     for node in graph.node:
         weight = value_of(node.input[0]) if node.op_type == "QuantizeLinear" else None
@@ -165,7 +161,9 @@ def fold_weight_quantizers(path: str | Path) -> int:
             keep.append(node)
             continue
         scale = value_of(node.input[1])
+        # ONNX: an omitted zero point is a uint8 0 of the scale's shape.
         zero_point = value_of(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.uint8)
+        zero_point = np.broadcast_to(zero_point, scale.shape)
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         if scale.ndim == 1 and scale.size > 1:  # per-channel: broadcast along `axis`
             shape = [1] * weight.ndim

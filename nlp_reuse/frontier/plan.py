@@ -20,6 +20,7 @@ import difflib
 import json
 import logging
 import re
+import shutil
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -131,9 +132,10 @@ def compress_flags(plan: FrontierPlan, name: str, seed: int, folder: Path) -> di
     """The `nlp-reuse compress` flags of one student's run (None: the student has no compress step)."""
     if name not in plan.compress:
         return None
-    return {"model_dir": str(folder / "student"), "teacher_model_name_or_path": plan.common.get(
-        "teacher_model_name_or_path"), "output_dir": str(folder / COMPRESSED_DIR), "benchmark": False,
-        "overwrite": True, "seed": seed, **plan.compress[name]}
+    teacher = {**plan.common, **plan.students[name]}.get("teacher_model_name_or_path")
+    return {"model_dir": str(folder / "student"), "teacher_model_name_or_path": teacher,
+            "output_dir": str(folder / COMPRESSED_DIR), "benchmark": False, "overwrite": True, "seed": seed,
+            **plan.compress[name]}
 
 
 def _check_keys(flags: dict, valid: set[str], path: Path, where: str) -> None:
@@ -178,6 +180,28 @@ def check_runs(plan: FrontierPlan, seeds: list[int], root: Path) -> None:
                                                             root / "cache")))
         except (ConfigError, ValueError, argparse.ArgumentError) as err:
             raise ConfigError(f"{plan.source}: students.{name}: {err}") from err
+        if name in plan.compress:
+            _check_compress_step(plan, name)
+
+
+def _check_compress_step(plan: FrontierPlan, name: str) -> None:
+    """A `compress:` step fails here, before any training, rather than after its student trained."""
+    from nlp_reuse.compress.joint import CompressArguments, check_optional_libraries
+
+    flags = {**plan.common, **plan.students[name]}
+    if flags.get("student_type", "transformer") != "transformer":
+        raise ConfigError(format_error(
+            f"{plan.source}: students.{name}.compress needs a transformer student.",
+            "student_type transformer (heads and FFN neurons to prune, a BERT graph to quantize)",
+            f"student_type {flags['student_type']}", "remove its compress: step"))
+    teacher = flags.get("teacher_model_name_or_path")
+    if not teacher or not Path(teacher).is_dir():
+        raise ConfigError(format_error(
+            f"{plan.source}: students.{name}.compress needs a local teacher folder.",
+            "teacher_model_name_or_path pointing at a fine-tuned classifier folder", repr(teacher),
+            "pass --teacher_model_name_or_path with a local folder (download a Hub teacher first)"))
+    check_optional_libraries(CompressArguments(model_dir="student", teacher_model_name_or_path=teacher,
+                                               output_dir="out", **plan.compress[name]))
 
 
 def _data_flags(plan: FrontierPlan) -> dict[str, Any]:
@@ -219,7 +243,9 @@ def run_plan(plan: FrontierPlan, seeds: list[int], root: Path, redo: bool = Fals
                 continue
             logger.info("Distilling %s, seed %d -> %s", name, seed, folder)
             distill(to_argv({k: v for k, v in flags.items() if k != "compress"}))
-            if compress is not None:
+            if compress is None:  # a compress step the plan no longer has must not be measured stale
+                shutil.rmtree(folder / COMPRESSED_DIR, ignore_errors=True)
+            else:
                 from nlp_reuse.commands.compress import main as compress_main
 
                 logger.info("Compressing %s, seed %d -> %s", name, seed, compress["output_dir"])

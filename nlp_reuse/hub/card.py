@@ -211,7 +211,8 @@ def _card_context(run_dir: Path, report: RunReport, repo_id: str | None, base_mo
     for name, entry in (report.artefacts or {}).items():
         label = _ARTEFACT_LABELS.get(name, f"Student, {name}")
         if entry.extra.get("made_by"):  # written by `nlp-reuse compress`: how the artefact was made
-            label = f"Student, {entry.extra['made_by']}"
+            # Its folder is not part of the upload, and it was timed in the compress benchmark's process.
+            label = f"Student, {entry.extra['made_by']}; local, timed by `nlp-reuse compress`"
         rows.append(_result_row(f"{label} (`{name}/`)", entry, teacher))
 
     accuracy, num_test = student.test["accuracy"], task.num_test
