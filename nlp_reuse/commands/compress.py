@@ -4,7 +4,7 @@ OpenVINO runtime, every artefact measured against the teacher in one process.
 
 Example (the 3-layer student of `make demo`):
     nlp-reuse compress --model_dir runs/demo/distill/student --teacher_model_name_or_path runs/demo/teacher \\
-        --dataset_name builtin:trec6 --output_dir runs/demo/compress --prune_heads_fraction 0.5 \\
+        --dataset_name builtin:trec6 --output_dir runs/demo/compress --prune_heads_fraction 0.67 \\
         --prune_ffn_fraction 0.5 --recovery_epochs 3 --qat_epochs 1 --openvino int8
 
 Writes OUTPUT_DIR/pytorch/ (pruned), onnx/, onnx_int8/ (dynamic), onnx_static_int8/ (post-training static),
