@@ -56,7 +56,7 @@ def _plan(tmp_path, students, **common) -> str:
     ({"a": {"student_type": "bilstm", "seeds": "x"}}, {}, "seeds must be a list of integers"),
     ({"a": {"student_num_layers": 1, "compress": {"qat_epoch": 1}}}, {},
      r"(?s)unknown flag 'qat_epoch' in students.a.compress.*did you mean qat_epochs"),
-    ({"a": {"student_num_layers": 1, "compress": {"output_dir": "x"}}}, {}, "compress sets 'output_dir'"),
+    ({"a": {"student_num_layers": 1, "compress": {"output_dir": "x"}}}, {}, "students.a.compress sets 'output_dir'"),
     ({"a": {"student_num_layers": 1, "compress": {"prune_ffn_fraction": 1.5}}}, {},
      "students.a.compress: .*prune_ffn_fraction out of range"),
 ])

@@ -112,15 +112,8 @@ def _check_compress(flags: Any, path: Path, name: str) -> dict[str, Any]:
     where = f"students.{name}.compress"
     if not isinstance(flags, dict):
         raise ConfigError(f"{path}: {where} must be a mapping of `nlp-reuse compress` flags, got {flags!r}.")
-    valid = {f.name for f in fields(CompressArguments)} - set(COMPRESS_OWNED)
-    for key in flags:
-        if key in COMPRESS_OWNED:
-            raise ConfigError(f"{path}: {where} sets {key!r}, which the frontier sets; remove it.")
-        if key not in valid:
-            close = difflib.get_close_matches(str(key), valid, n=3)
-            raise ConfigError(format_error(
-                f"{path}: unknown flag {key!r} in {where}.", "flags of `nlp-reuse compress --help`", repr(key),
-                f"did you mean {', '.join(close)}?" if close else "check the spelling"))
+    _check_keys(flags, {f.name for f in fields(CompressArguments)} - set(COMPRESS_OWNED), path, where,
+                owned=COMPRESS_OWNED, command="compress")
     try:
         CompressArguments(model_dir="student", teacher_model_name_or_path="teacher", output_dir="out", **flags)
     except (ConfigError, TypeError) as err:
@@ -138,14 +131,16 @@ def compress_flags(plan: FrontierPlan, name: str, seed: int, folder: Path) -> di
             **plan.compress[name]}
 
 
-def _check_keys(flags: dict, valid: set[str], path: Path, where: str) -> None:
+def _check_keys(flags: dict, valid: set[str], path: Path, where: str, *, owned: tuple[str, ...] = FRONTIER_OWNED,
+                command: str = "distill") -> None:
+    """Every key a flag of `nlp-reuse COMMAND` that the frontier does not set itself (`owned`)."""
     for key in flags:
-        if key in FRONTIER_OWNED:
+        if key in owned:
             raise ConfigError(f"{path}: {where} sets {key!r}, which the frontier sets for every run; remove it.")
         if key not in valid:
             close = difflib.get_close_matches(str(key), valid, n=3)
             raise ConfigError(format_error(
-                f"{path}: unknown flag {key!r} in {where}.", "flags of `nlp-reuse distill --help`",
+                f"{path}: unknown flag {key!r} in {where}.", f"flags of `nlp-reuse {command} --help`",
                 repr(key), f"did you mean {', '.join(close)}?" if close else "check the spelling"))
 
 
