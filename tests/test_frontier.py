@@ -158,3 +158,12 @@ def test_frontier_end_to_end_on_tiny_models(tmp_path, tiny_teacher_dir):
     assert reports["static"].stat().st_mtime_ns == stamps["static"]
     assert reports["bilstm"].stat().st_mtime_ns != stamps["bilstm"]
     assert json.loads(reports["bilstm"].read_text())["distillation"]["learning_rate"] == 0.005
+
+
+def test_a_compressed_deliverable_is_measured_only_when_its_report_is_there(tmp_path):
+    from nlp_reuse.frontier.measure import _compressed_deliverable
+
+    assert _compressed_deliverable(tmp_path) is None
+    (tmp_path / "compressed").mkdir()
+    (tmp_path / "compressed" / "compress_report.json").write_text('{"deliverable": "onnx_qat_int8"}')
+    assert _compressed_deliverable(tmp_path) == "compressed/onnx_qat_int8"
