@@ -91,7 +91,10 @@ class DataArguments:
     dataset_name: str | None = field(
         default=None,
         metadata={"help": "A Hub dataset id, or an embedded offline dataset: builtin:trec6 | builtin:sms_spam | "
-                          "builtin:movie_reviews. Leave unset to read --train_file."},
+                          "builtin:movie_reviews | builtin:sentiment_movies | builtin:sentiment_tweets | "
+                          "builtin:sentiment_amazon | builtin:sentiment_nyt (one sentiment task in four domains: "
+                          "positive/negative by the sign of the mean human rating, texts rated within 0.5 of "
+                          "neutral on the -4..+4 scale left out). Leave unset to read --train_file."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Configuration name of the Hub dataset."})
     train_file: str | None = field(default=None, metadata={"help": "Training file (.csv, .jsonl/.json, .parquet)."})
@@ -125,7 +128,8 @@ class DataArguments:
         if self.dataset_name is None and self.train_file is None:
             raise ValueError(
                 "No data given: expected --dataset_name (a Hub id or builtin:trec6 | builtin:sms_spam | "
-                "builtin:movie_reviews) or --train_file PATH (.csv, .jsonl, .parquet)."
+                "builtin:movie_reviews | builtin:sentiment_{movies,tweets,amazon,nyt}) or --train_file PATH "
+                "(.csv, .jsonl, .parquet)."
             )
         if self.dataset_name is not None and self.train_file is not None:
             raise ValueError(

