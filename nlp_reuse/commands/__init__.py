@@ -25,6 +25,7 @@ COMMANDS = {
     "benchmark-distill": ("benchmark_distill", "distillation over several seeds, mean and spread"),
     "compress": ("compress", "prune by KD importance, distill-recover, QAT, int8 and OpenVINO, all measured"),
     "frontier": ("frontier", "students 10x-100x faster: train, export and time them all, pick under a budget"),
+    "adapt": ("adapt", "continued masked-LM pretraining on unlabeled in-domain texts (domain adaptation)"),
 }
 
 

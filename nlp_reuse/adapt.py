@@ -1,0 +1,502 @@
+"""Domain-adaptive continued pretraining: masked-language modelling on unlabeled in-domain texts before fine-tuning
+(Gururangan et al. 2020, "Don't Stop Pretraining: Adapt Language Models to Domains and Tasks").
+
+`run_adapt` reads texts (unlabeled files, and the *train* split of labelled datasets only, carved the way `finetune`
+carves it, so no test text leaks into adaptation), trains the encoder's masked-LM objective with `transformers.Trainer`
++ `DataCollatorForLanguageModeling`, and saves a model folder that `nlp-reuse finetune --model_name_or_path` and
+`nlp-reuse distill --student_model_name_or_path` start from. The masked-token loss on held-out texts (and on a sample
+of the training texts) is measured before and after training on the same, fixed masks.
+
+An encoder saved without an MLM head (the embedded MiniLM is a plain `BertModel` checkpoint) gets a new head whose
+decoder is tied to the input embeddings, as BERT's is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import PartialState
+from datasets import Dataset
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    DataCollatorForLanguageModeling,
+    PreTrainedModel,
+    Trainer,
+    set_seed,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+from nlp_reuse.config import BUILTIN_TEACHER, DataArguments, NlpReuseTrainingArguments, _check_range
+from nlp_reuse.data import load_splits
+from nlp_reuse.errors import ConfigError, DataError, ModelError, format_error
+from nlp_reuse.evaluation import environment
+from nlp_reuse.files import prepare_output_dir, write_json
+from nlp_reuse.modeling import fit_max_length, load_tokenizer, readable_weights, resolve_model_path
+from nlp_reuse.pipeline import _trainer_args
+from nlp_reuse.predict import eval_mode
+from nlp_reuse.runs import CHECKPOINTS, check_rerun, checkpoint_dir, remove_empty_folders, resolve_resume
+from nlp_reuse.strategies import measure_training
+from nlp_reuse.transfer_set import UNLABELED_SUFFIXES, load_unlabeled_texts
+
+logger = logging.getLogger(__name__)
+
+# Mask draws over the measured texts at most (--loss_masked_tokens).
+MAX_MASK_PASSES = 32
+# The text sources, in the order their texts are read (and deduplicated: the first occurrence is kept).
+TEXT_SOURCES = ("unlabeled_file", "dataset_name", "train_file")
+
+
+@dataclass
+class AdaptArguments(NlpReuseTrainingArguments):
+    """Continued masked-LM pretraining of an encoder on in-domain texts; every Trainer flag applies."""
+
+    model_name_or_path: str = field(
+        default=BUILTIN_TEACHER,
+        metadata={"help": "Encoder to adapt: a local folder or Hub id of a BERT-family model that "
+                          "AutoModelForMaskedLM supports (an MLM head is added, tied to the input embeddings, when "
+                          "the checkpoint has none); builtin:minilm is the embedded all-MiniLM-L6-v2."},
+    )
+    unlabeled_file: list[str] | None = field(
+        default=None,
+        metadata={"help": f"One or more files of in-domain texts ({', '.join(UNLABELED_SUFFIXES)}): .txt holds one "
+                          "text per line, the others are read with --text_column."},
+    )
+    dataset_name: list[str] | None = field(
+        default=None,
+        metadata={"help": "One or more labelled datasets whose texts are used, labels ignored: builtin:trec6 | "
+                          "builtin:sms_spam | builtin:movie_reviews | builtin:sentiment_{movies,tweets,amazon,nyt} "
+                          "or a Hub id. Only the train split is read (validation and test carved with "
+                          "--validation_split_size, --test_split_size, --split_seed as finetune carves them), so "
+                          "texts the fine-tuned model is tested on never reach adaptation."},
+    )
+    train_file: list[str] | None = field(
+        default=None,
+        metadata={"help": "One or more labelled data files (.csv, .jsonl/.json, .parquet, with --text_column and "
+                          "--label_column) read as finetune --train_file reads them: only the texts of the train "
+                          "split carved from each file are used (with a separate --test_file at fine-tuning time "
+                          "the carved texts are just left out, which never leaks)."},
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Configuration name of the Hub datasets."})
+    text_column: str = field(
+        default="text",
+        metadata={"help": "Column holding the texts in data files and Hub datasets (builtin datasets: always text)."},
+    )
+    label_column: str = field(
+        default="label", metadata={"help": "Label column of --dataset_name / --train_file (checked, then ignored)."}
+    )
+    validation_split_size: float = field(
+        default=0.1, metadata={"help": "As in finetune: the share carved out of labelled data as validation."}
+    )
+    test_split_size: float = field(
+        default=0.1, metadata={"help": "As in finetune: the share carved out of labelled data as test."}
+    )
+    split_seed: int = field(
+        default=42,
+        metadata={"help": "Seed of the carved splits (as in finetune), of --max_unlabeled_samples, of the held-out "
+                          "texts and of the train-text sample."},
+    )
+    mlm_probability: float = field(
+        default=0.15, metadata={"help": "Share of the tokens masked for prediction (BERT: 0.15; of those, 8 in 10 "
+                                        "become [MASK], 1 in 10 a random token, 1 in 10 stay as they are)."}
+    )
+    max_length: int = field(
+        default=128, metadata={"help": "Truncate each text to this many tokens (capped at the model's positions)."}
+    )
+    max_unlabeled_samples: int | None = field(
+        default=None, metadata={"help": "Keep at most this many texts (after deduplication; a seeded sample)."}
+    )
+    validation_fraction: float = field(
+        default=0.05,
+        metadata={"help": "Share of the texts held out of training to measure the masked-token loss before and after "
+                          "(at least 1 text), in (0, 0.5]."},
+    )
+    train_loss_samples: int = field(
+        default=256,
+        metadata={"help": "Training texts (a seeded sample) on which the masked-token loss is also measured before "
+                          "and after (0 turns it off)."},
+    )
+    loss_masked_tokens: int = field(
+        default=2000,
+        metadata={"help": "The before/after loss measurements draw masks over their texts again (new positions, the "
+                          "same for both models) until at least this many tokens are masked, in at most "
+                          f"{MAX_MASK_PASSES} passes: a few held-out texts still give a steady loss."},
+    )
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Total number of training epochs."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate of AdamW."})
+    per_device_eval_batch_size: int = field(
+        default=16,
+        metadata={"help": "Batch size of the loss measurements: the logits are (batch, tokens, vocabulary) floats."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        given = {}
+        for name in TEXT_SOURCES:
+            values = getattr(self, name) or []
+            values = [values] if isinstance(values, str) else values  # one path given in Python
+            given[name] = [str(v) for v in values if str(v).strip()]
+        if not any(given.values()):
+            raise ConfigError(format_error(
+                "No texts to adapt on.", "at least one text source: --unlabeled_file FILE [FILE ...], "
+                "--dataset_name NAME [NAME ...] or --train_file FILE [FILE ...]", "none given",
+                "pass in-domain texts, e.g. --unlabeled_file texts.txt (one text per line) or --dataset_name "
+                "builtin:sentiment_tweets",
+            ))
+        for name, values in given.items():
+            setattr(self, name, values or None)
+        _check_range("mlm_probability", self.mlm_probability, 0.0, 1.0, low_open=True)
+        if self.mlm_probability == 1.0:
+            raise ConfigError("--mlm_probability must be below 1 (some context must stay visible), got 1.0.")
+        _check_range("validation_fraction", self.validation_fraction, 0.0, 0.5, low_open=True)
+        _check_range("validation_split_size", self.validation_split_size, 0.0, 0.5, low_open=True)
+        _check_range("test_split_size", self.test_split_size, 0.0, 0.5, low_open=True)
+        if self.max_length < 8:
+            raise ConfigError(f"--max_length must be >= 8, got {self.max_length}.")
+        if self.max_unlabeled_samples is not None and self.max_unlabeled_samples < 2:
+            raise ConfigError(f"--max_unlabeled_samples must be >= 2 (one text to train on, one held out) or unset, "
+                              f"got {self.max_unlabeled_samples}.")
+        if self.loss_masked_tokens < 1:
+            raise ConfigError(f"--loss_masked_tokens must be >= 1, got {self.loss_masked_tokens}.")
+        if self.train_loss_samples < 0:
+            raise ConfigError(f"--train_loss_samples must be >= 0, got {self.train_loss_samples}.")
+        if self.push_to_hub:  # Trainer's own push would upload checkpoints and optimizer states
+            raise ConfigError(format_error(
+                "adapt does not push to the Hub.", "no --push_to_hub", "--push_to_hub true",
+                "drop it and upload the adapted folder as it is: `hf upload OWNER/NAME OUTPUT_DIR`",
+            ))
+
+
+# ---------------------------------------------------------------------------------------------------------- texts
+
+
+@dataclass
+class TextSource:
+    """One source of adaptation texts and how many non-empty texts it gave (labelled data: its train split)."""
+
+    flag: str  # unlabeled_file | dataset_name | train_file
+    name: str
+    texts: int
+
+
+@dataclass
+class AdaptTexts:
+    """The texts an adaptation run trains on and the ones it holds out, with where they came from."""
+
+    train: list[str]
+    heldout: list[str]
+    sources: list[TextSource]
+    duplicates_removed: int
+    capped_from: int | None = None  # the number of texts before --max_unlabeled_samples, when it applied
+
+    def summary(self) -> dict:
+        return {"sources": [dataclasses.asdict(s) for s in self.sources], "duplicates_removed": self.duplicates_removed,
+                "capped_from": self.capped_from, "num_train": len(self.train), "num_heldout": len(self.heldout)}
+
+
+def _labelled_train_texts(args: AdaptArguments, flag: str, name: str) -> list[str]:
+    """The texts of the train split of a labelled dataset or file, carved as `finetune` carves it."""
+    builtin = flag == "dataset_name" and name.startswith("builtin:")
+    data_args = DataArguments(
+        dataset_name=name if flag == "dataset_name" else None, train_file=name if flag == "train_file" else None,
+        dataset_config=args.dataset_config, text_column="text" if builtin else args.text_column,
+        label_column=args.label_column, validation_split_size=args.validation_split_size,
+        test_split_size=args.test_split_size, split_seed=args.split_seed,
+    )
+    splits, _ = load_splits(data_args)
+    return [text.strip() for text in splits["train"]["text"] if text.strip()]
+
+
+def collect_texts(args: AdaptArguments) -> AdaptTexts:
+    """Read every source, drop duplicates (first occurrence kept), cap at --max_unlabeled_samples and hold out
+    --validation_fraction of the texts (all seeded with --split_seed). Raises before any model is loaded."""
+    texts: list[str] = []
+    sources = []
+    for flag in TEXT_SOURCES:
+        for name in getattr(args, flag) or []:
+            read = (load_unlabeled_texts(name, args.text_column) if flag == "unlabeled_file"
+                    else _labelled_train_texts(args, flag, name))
+            sources.append(TextSource(flag, name, len(read)))
+            texts += read
+    unique = list(dict.fromkeys(texts))
+    rng = np.random.default_rng(args.split_seed)
+    capped_from = None
+    if args.max_unlabeled_samples is not None and len(unique) > args.max_unlabeled_samples:
+        capped_from = len(unique)
+        keep = np.sort(rng.choice(len(unique), size=args.max_unlabeled_samples, replace=False))
+        unique = [unique[i] for i in keep]
+    if len(unique) < 2:
+        raise DataError(format_error(
+            "Too few texts to adapt on.", "at least 2 distinct texts (one to train on, one held out)",
+            f"{len(unique)} distinct text(s) from {', '.join(f'--{s.flag} {s.name}' for s in sources)}",
+            "add in-domain texts, or another source",
+        ))
+    n_heldout = min(max(1, round(args.validation_fraction * len(unique))), len(unique) - 1)
+    order = rng.permutation(len(unique))
+    heldout = set(order[:n_heldout].tolist())
+    return AdaptTexts(train=[t for i, t in enumerate(unique) if i not in heldout],
+                      heldout=[t for i, t in enumerate(unique) if i in heldout], sources=sources,
+                      duplicates_removed=len(texts) - len(dict.fromkeys(texts)), capped_from=capped_from)
+
+
+def tokenize_texts(texts: list[str], tokenizer, max_length: int) -> Dataset:
+    """Token ids of `texts`, truncated, not padded (the collator pads and masks each batch)."""
+    return Dataset.from_dict({"text": texts}).map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length,
+                                return_special_tokens_mask=True),
+        batched=True, remove_columns=["text"], desc="Tokenizing",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- model
+
+
+@dataclass
+class LoadedMaskedLM:
+    """A masked-LM model and what loading it did."""
+
+    model: PreTrainedModel
+    new_head_weights: list[str]  # weights of the MLM head the checkpoint lacked, initialised here
+    carried: dict[str, torch.Tensor]  # checkpoint weights the MaskedLM class has no place for, saved back (pooler)
+
+    @property
+    def head_initialised(self) -> bool:
+        return bool(self.new_head_weights)
+
+
+def decoder_tied(model: PreTrainedModel) -> bool:
+    """Whether the MLM decoder is the input embedding matrix itself (not a copy)."""
+    output = model.get_output_embeddings()
+    return output is not None and output.weight is model.get_input_embeddings().weight
+
+
+def check_masked_lm_support(config, name_or_path: str) -> None:
+    """A BERT-family encoder AutoModelForMaskedLM can build; raised before any weight is read."""
+    if config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES or getattr(config, "is_encoder_decoder", False):
+        raise ModelError(format_error(
+            f"{name_or_path} cannot be adapted with masked-language modelling.",
+            "a BERT-family encoder that AutoModelForMaskedLM supports (bert, roberta, distilbert, electra, "
+            "deberta-v2, xlm-roberta, ...)",
+            f"model_type {config.model_type!r} ({', '.join(config.architectures or ['no architectures'])})",
+            "adapt the transformer encoder the model was built from (e.g. the teacher), or pass --model_name_or_path "
+            "of a BERT-family checkpoint",
+        ))
+
+
+def load_masked_lm(name_or_path: str) -> LoadedMaskedLM:
+    """`AutoModelForMaskedLM` from a checkpoint with or without an MLM head; a new head's decoder is tied to the input
+    embeddings (a ModelError if the architecture cannot tie them)."""
+    path = resolve_model_path(name_or_path)
+    with readable_weights(path):
+        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+    prefix = model.base_model_prefix
+    missing = sorted(info["missing_keys"])
+    encoder_missing = [k for k in missing if k.startswith(f"{prefix}.")]
+    if encoder_missing:
+        raise ModelError(format_error(
+            f"The encoder weights of {name_or_path} do not fit {type(model).__name__}.",
+            "every encoder weight in the checkpoint (only the MLM head may be new)",
+            f"{len(encoder_missing)} missing and randomly initialised ({', '.join(encoder_missing[:4])}"
+            f"{', ...' if len(encoder_missing) > 4 else ''})", "pass the folder of a BERT-family encoder",
+        ))
+    new_head = [k for k in missing if not k.startswith(f"{prefix}.")]
+    if new_head:
+        # transformers warns that such a checkpoint "seems corrupted" (its tied head bias is absent): it only has no
+        # MLM head. BERT ties the decoder to the input embeddings; a new head must too, whatever the config says.
+        logger.warning("%s has no masked-LM head: initialised %s (decoder tied to the input embeddings).",
+                       name_or_path, ", ".join(new_head))
+        if not decoder_tied(model):
+            model.config.tie_word_embeddings = True
+            model.tie_weights()
+        if not decoder_tied(model):
+            raise ModelError(format_error(
+                f"The new masked-LM head of {type(model).__name__} cannot be tied to the input embeddings.",
+                "an output embedding that is the input embedding matrix (as BERT's decoder is)",
+                f"output embeddings {type(model.get_output_embeddings()).__name__} with their own weight",
+                "start from a checkpoint that has a trained MLM head, or from a BERT-family encoder",
+            ))
+    return LoadedMaskedLM(model, new_head, _carried_weights(path, model, info["unexpected_keys"]))
+
+
+def _carried_weights(path: str, model: PreTrainedModel, unexpected: set[str]) -> dict[str, torch.Tensor]:
+    """The checkpoint's pooler, which a MaskedLM model has no place for: saved back beside the adapted encoder so a
+    classifier fine-tuned from the folder starts from the same pooler as one fine-tuned from the source."""
+    if not any(".pooler." in f".{key}" for key in unexpected):
+        return {}
+    with readable_weights(path):
+        base = AutoModel.from_pretrained(path)
+    prefix = model.base_model_prefix
+    return {f"{prefix}.{key}": value.detach().clone() for key, value in base.state_dict().items()
+            if key.startswith("pooler.")}
+
+
+# ----------------------------------------------------------------------------------------------------- measurement
+
+
+def fixed_mask_batches(dataset: Dataset, tokenizer, mlm_probability: float, batch_size: int, seed: int,
+                       min_masked_tokens: int = 1) -> tuple[list[dict[str, torch.Tensor]], int]:
+    """`dataset` collated into masked batches by a seeded collator, pass after pass (each pass draws new masks) until
+    at least `min_masked_tokens` tokens are masked or MAX_MASK_PASSES passes are drawn; returns (batches, passes).
+    Collated once: every model measured on the batches sees the same masks."""
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, seed=seed)
+    batches, masked, passes = [], 0, 0
+    while passes < MAX_MASK_PASSES and (passes == 0 or masked < min_masked_tokens):
+        for start in range(0, len(dataset), batch_size):
+            batches.append(collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]))
+            masked += int((batches[-1]["labels"] != -100).sum())
+        passes += 1
+    return batches, passes
+
+
+def masked_token_loss(model: nn.Module, batches: list[dict[str, torch.Tensor]]) -> tuple[float, int]:
+    """(mean cross-entropy per masked token in nats, masked tokens) of `model` on `batches`; every masked token
+    weighs the same, whatever batch it sits in. The loss is nan when no token is masked."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with eval_mode(model), torch.no_grad():
+        for batch in batches:
+            labels = batch["labels"].to(device)
+            inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+            logits = model(**inputs).logits  # (batch, seq, vocab)
+            total += F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
+                                     reduction="sum").item()
+            count += int((labels != -100).sum())
+    return (total / count if count else float("nan")), count
+
+
+@dataclass
+class LossBeforeAfter:
+    """The masked-token loss of the source and the adapted model on the same texts and masks."""
+
+    texts: int
+    mask_passes: int  # masks drawn per text
+    masked_tokens: int  # over all passes
+    before: float
+    after: float | None = None
+
+    def to_dict(self) -> dict:
+        def perplexity(loss):
+            return None if loss is None or math.isnan(loss) else round(math.exp(loss), 4)
+
+        return {"texts": self.texts, "mask_passes": self.mask_passes, "masked_tokens": self.masked_tokens,
+                "before": round(self.before, 6),
+                "after": None if self.after is None else round(self.after, 6),
+                "perplexity_before": perplexity(self.before), "perplexity_after": perplexity(self.after)}
+
+
+@dataclass
+class AdaptReport:
+    """report.json of an adaptation run."""
+
+    model: dict  # source, class, whether the MLM head is new and tied, weights carried over
+    texts: dict  # AdaptTexts.summary()
+    masked_lm_loss: dict[str, LossBeforeAfter]  # heldout, train_sample
+    adaptation: dict  # the training settings and cost
+    command: str
+    environment: dict
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "texts": self.texts,
+                "masked_lm_loss": {name: loss.to_dict() for name, loss in self.masked_lm_loss.items()},
+                "adaptation": self.adaptation, "command": self.command, "environment": self.environment}
+
+
+# ------------------------------------------------------------------------------------------------------------ run
+
+
+def _check_not_source(out: Path, model_path: str) -> None:
+    if Path(model_path).is_dir() and Path(model_path).resolve() == out.resolve():
+        raise ConfigError(format_error(
+            "--output_dir is the model being adapted.", "an --output_dir apart from --model_name_or_path",
+            str(out), "choose another --output_dir: the adapted model would replace its source",
+        ))
+
+
+def run_adapt(args: AdaptArguments, command: str = "") -> dict:
+    """Continue masked-LM pretraining of `args.model_name_or_path` on the texts the arguments name; save the adapted
+    model (MaskedLM weights, config, tokenizer) with report.json and run_args.json into `args.output_dir`."""
+    out = Path(args.output_dir)
+    model_path = resolve_model_path(args.model_name_or_path)
+    _check_not_source(out, model_path)
+    args.resume_from_checkpoint = resolve_resume(out, args.resume_from_checkpoint, name="model")
+    out = prepare_output_dir(out, overwrite=check_rerun(out, args.overwrite_output_dir, args.resume_from_checkpoint,
+                                                        name="model"))
+    texts = collect_texts(args)
+    config = AutoConfig.from_pretrained(model_path)
+    check_masked_lm_support(config, args.model_name_or_path)
+    tokenizer = load_tokenizer(args.model_name_or_path)
+    if tokenizer.mask_token is None:
+        raise ModelError(format_error(
+            f"The tokenizer of {args.model_name_or_path} has no mask token.", "a tokenizer with a mask token "
+            "([MASK], <mask>)", f"{type(tokenizer).__name__} without one", "adapt a BERT-family model",
+        ))
+    max_length = fit_max_length(args.max_length, config, args.model_name_or_path)
+    train = tokenize_texts(texts.train, tokenizer, max_length)
+    heldout = tokenize_texts(texts.heldout, tokenizer, max_length)
+    sample = np.random.default_rng(args.split_seed).permutation(len(train))[: args.train_loss_samples]
+    measured = {"heldout": heldout, **({"train_sample": train.select(np.sort(sample))} if len(sample) else {})}
+    batches, passes = {}, {}
+    for name, data in measured.items():
+        batches[name], passes[name] = fixed_mask_batches(data, tokenizer, args.mlm_probability,
+                                                         args.per_device_eval_batch_size, args.seed,
+                                                         args.loss_masked_tokens)
+
+    set_seed(args.seed)  # a new head's init
+    loaded = load_masked_lm(args.model_name_or_path)
+    model = loaded.model.to(args.device)
+    losses = {}
+    for name, data in measured.items():
+        before, masked = masked_token_loss(model, batches[name])
+        losses[name] = LossBeforeAfter(texts=len(data), mask_passes=passes[name], masked_tokens=masked, before=before)
+    trainer_args = _trainer_args(args, checkpoint_dir(out, "model"))
+    trainer_args.remove_unused_columns = False  # keep special_tokens_mask: the collator then needs not recompute it
+    trainer = Trainer(model=model, args=trainer_args, train_dataset=train, eval_dataset=heldout,
+                      processing_class=tokenizer,
+                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=args.mlm_probability))
+    with measure_training(args.device) as cost:
+        result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    cost.trainable_params = cost.total_params = sum(p.numel() for p in model.parameters())
+    for name in measured:
+        losses[name].after = masked_token_loss(trainer.model, batches[name])[0]
+    if not trainer.is_world_process_zero():
+        PartialState().wait_for_everyone()
+        return {}
+
+    model = trainer.model
+    # The pooler rides along in the saved state dict: the MaskedLM class ignores it, a classifier loads it.
+    model.save_pretrained(out, state_dict={**model.state_dict(), **loaded.carried} if loaded.carried else None)
+    tokenizer.save_pretrained(out)
+    report = AdaptReport(
+        model={"name_or_path": args.model_name_or_path,
+               "local_path": str(Path(model_path).resolve()) if Path(model_path).is_dir() else None,
+               "architecture": type(model).__name__, "params": cost.total_params,
+               "head_initialised": loaded.head_initialised, "new_head_weights": loaded.new_head_weights,
+               "decoder_tied": decoder_tied(model), "carried_weights": sorted(loaded.carried)},
+        texts=texts.summary(), masked_lm_loss=losses,
+        adaptation={"mlm_probability": args.mlm_probability, "max_length": max_length,
+                    "num_train_epochs": args.num_train_epochs, "learning_rate": args.learning_rate,
+                    "per_device_train_batch_size": args.per_device_train_batch_size,
+                    "gradient_accumulation_steps": args.gradient_accumulation_steps, "seed": args.seed,
+                    "split_seed": args.split_seed, "global_steps": result.global_step,
+                    "train_loss": round(result.training_loss, 6), **cost.as_dict()},
+        command=command, environment=environment(),
+    ).to_dict()
+    remove_empty_folders(out / CHECKPOINTS)  # save_strategy "no": Trainer made the folders, nothing is in them
+    write_json(out / "report.json", report)
+    # TrainingArguments.to_dict() masks tokens (hub_token -> "<HUB_TOKEN>").
+    write_json(out / "run_args.json", {"adapt": args.to_dict()})
+    held = report["masked_lm_loss"]["heldout"]
+    print(f"Held-out masked-token loss {held['before']:.4f} -> {held['after']:.4f} (perplexity "
+          f"{held['perplexity_before']} -> {held['perplexity_after']}) on {held['texts']} texts, "
+          f"{held['masked_tokens']} masked tokens; trained on {len(texts.train)} texts.")
+    PartialState().wait_for_everyone()
+    return report
