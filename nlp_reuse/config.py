@@ -182,6 +182,9 @@ class NlpReuseTrainingArguments(TrainingArguments):
             raise ValueError(f"--latency_samples must be >= 0, got {self.latency_samples}.")
 
 
+DomainLoss = Literal["none", "coral", "mmd", "adversarial"]
+
+
 @dataclass
 class FinetuneArguments(StrategyArguments, NlpReuseTrainingArguments):
     """Fine-tuning a pretrained encoder into a sequence classifier (the teacher, usually)."""
@@ -191,10 +194,48 @@ class FinetuneArguments(StrategyArguments, NlpReuseTrainingArguments):
         metadata={"help": "Local folder or Hub id of the pretrained encoder; builtin:minilm is the embedded "
                           "all-MiniLM-L6-v2 (offline)."},
     )
+    target_unlabeled_file: str | None = field(
+        default=None,
+        metadata={"help": "Unsupervised domain adaptation: unlabeled texts of the target domain the model will be "
+                          "used on (.txt, one text per line, or .csv/.tsv/.jsonl/.json/.parquet with the "
+                          "--text_column). Every training step also runs a batch of them and aligns its features "
+                          "with the labelled batch's by --domain_loss; the test metrics stay the labelled data's."},
+    )
+    domain_loss: DomainLoss = field(
+        default="none",
+        metadata={"help": "How the features the classification head reads (BERT: the pooled [CLS]) of the labelled "
+                          "(source) and --target_unlabeled_file batches are aligned: none | coral (Deep CORAL, Sun & "
+                          "Saenko 2016: distance between the feature covariances) | mmd (multi-kernel maximum mean "
+                          "discrepancy, DAN, Long et al. 2015) | adversarial (DANN, Ganin et al. 2016: a domain "
+                          "classifier trained through a gradient reversal layer, its strength ramped by DANN's "
+                          "schedule)."},
+    )
+    domain_loss_weight: float = field(
+        default=1.0,
+        metadata={"help": "Weight of the --domain_loss term added to the task cross-entropy (>= 0)."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
         self.check_strategy_ranges()
+        _check_choice("domain_loss", self.domain_loss, DomainLoss)
+        if self.domain_loss_weight < 0:
+            raise ValueError(f"--domain_loss_weight must be >= 0, got {self.domain_loss_weight}.")
+        if (self.domain_loss == "none") != (self.target_unlabeled_file is None):
+            found = (f"--domain_loss {self.domain_loss} without --target_unlabeled_file" if self.domain_loss != "none"
+                     else f"--target_unlabeled_file {self.target_unlabeled_file} with --domain_loss none")
+            raise ValueError(
+                "Expected --target_unlabeled_file and --domain_loss together (the unlabeled target texts, and how "
+                f"their features are aligned with the labelled ones); found {found}. Fix: pass both, e.g. "
+                "--target_unlabeled_file target.txt --domain_loss coral, or neither."
+            )
+        if self.domain_loss != "none" and self.strategy == "features":
+            raise ValueError(
+                f"Expected a strategy that trains the encoder with --domain_loss {self.domain_loss}; found "
+                "--strategy features, which fits a logistic regression on frozen embeddings and trains no network "
+                "to align. Fix: use --strategy full, partial, lora or ia3, or drop --domain_loss and "
+                "--target_unlabeled_file."
+            )
         if self.push_to_hub:  # Trainer's own push would upload checkpoints and optimizer states; refuse, say how
             raise ValueError(
                 "Expected no --push_to_hub for finetune (it publishes distilled students with their model card); "
@@ -273,8 +314,18 @@ class DistillScriptArguments:
     """What `nlp-reuse distill` does around the trainer: which teacher, which student, the teacher cache, the
     no-KD baseline and the export."""
 
-    teacher_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Fine-tuned teacher classifier: a local folder or Hub id (required)."}
+    teacher_model_name_or_path: list[str] | None = field(
+        default=None,
+        metadata={"help": "Fine-tuned teacher classifier(s): local folders or Hub ids (required). Several teachers "
+                          "(`--teacher_model_name_or_path A B C`: other seeds, strategies or base checkpoints with one "
+                          "tokenizer and one label set) teach as an ensemble: the soft targets are the weighted "
+                          "average of their tempered distributions (--kd_loss mse: of their logits); the student "
+                          "built from teacher layers takes the first teacher's."},
+    )
+    teacher_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "One weight > 0 per teacher, in the order of --teacher_model_name_or_path (scaled to sum "
+                          "to 1); equal weights when unset."},
     )
     student_type: StudentType = field(
         default="transformer",
@@ -316,9 +367,20 @@ class DistillScriptArguments:
     )
 
     def __post_init__(self):
-        if self.teacher_model_name_or_path is None:
+        if isinstance(self.teacher_model_name_or_path, str):  # one teacher, from a YAML config or in Python
+            self.teacher_model_name_or_path = [self.teacher_model_name_or_path]
+        if not self.teacher_model_name_or_path:
             raise ValueError("--teacher_model_name_or_path is required: a fine-tuned classifier folder or Hub id "
-                             "(make one with scripts/finetune.py).")
+                             "(make one with scripts/finetune.py), or several for an ensemble of teachers.")
+        if len(set(self.teacher_model_name_or_path)) != len(self.teacher_model_name_or_path):
+            raise ValueError(f"--teacher_model_name_or_path names a teacher twice: {self.teacher_model_name_or_path}; "
+                             "expected distinct teachers (weigh one teacher more with --teacher_weights).")
+        if self.teacher_weights is not None:
+            if len(self.teacher_weights) != len(self.teacher_model_name_or_path) or min(self.teacher_weights) <= 0:
+                raise ValueError(
+                    f"--teacher_weights must be one weight > 0 per teacher: expected "
+                    f"{len(self.teacher_model_name_or_path)} for {self.teacher_model_name_or_path}, found "
+                    f"{self.teacher_weights}.")
         _check_choice("student_type", self.student_type, StudentType)
         sources = [n for n in ("student_model_name_or_path", "student_num_layers", "student_config")
                    if getattr(self, n) is not None]

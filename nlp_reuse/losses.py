@@ -133,3 +133,85 @@ def get_hidden_loss(name: str):
     if name not in HIDDEN_LOSSES:
         raise ValueError(f"Unknown hidden_loss {name!r}: expected one of {sorted(HIDDEN_LOSSES)}.")
     return HIDDEN_LOSSES[name]
+
+
+# Domain alignment losses (nlp_reuse.domain). Unlike the losses above they are batch-level: each compares two sets
+# of features (the source batch and the target batch) and returns one scalar, not one value per example.
+
+
+def _check_feature_sets(name: str, source: torch.Tensor, target: torch.Tensor) -> None:
+    if source.dim() != 2 or target.dim() != 2 or source.shape[1] != target.shape[1]:
+        raise ValueError(f"{name} expects two (n, d) feature matrices of the same width d, got {tuple(source.shape)} "
+                         f"and {tuple(target.shape)}.")
+    if source.shape[0] < 2 or target.shape[0] < 2:
+        raise ValueError(f"{name} needs at least 2 rows in each feature set, got {source.shape[0]} and "
+                         f"{target.shape[0]}.")
+
+
+def _covariance(x: torch.Tensor) -> torch.Tensor:
+    centered = x - x.mean(0, keepdim=True)  # (n, d)
+    return centered.T @ centered / (x.shape[0] - 1)  # (d, d), unbiased
+
+
+def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Deep CORAL (Sun & Saenko 2016, "Deep CORAL: Correlation Alignment for Deep Domain Adaptation").
+
+    `||C_s - C_t||_F^2 / (4 d^2)` with `C` the unbiased covariance (divided by n - 1) of an (n, d) feature matrix;
+    batch-level: one scalar for the two sets. Each set needs n >= 2 rows; the sizes may differ.
+    """
+    _check_feature_sets("coral_loss", source, target)
+    d = source.shape[1]
+    return (_covariance(source.float()) - _covariance(target.float())).pow(2).sum() / (4 * d * d)
+
+
+# Multipliers of the median pairwise distance that give mmd_loss's default bandwidths.
+MMD_BANDWIDTH_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # Explicit differences, not torch.cdist: the square root of cdist has no gradient at distance 0 (x with itself).
+    return (a[:, None, :] - b[None, :, :]).pow(2).sum(-1)  # (n_a, n_b)
+
+
+def mmd_loss(source: torch.Tensor, target: torch.Tensor,
+             bandwidths: torch.Tensor | list[float] | tuple[float, ...] | None = None) -> torch.Tensor:
+    """Squared maximum mean discrepancy with a multi-kernel (Long et al. 2015, DAN, "Learning Transferable Features
+    with Deep Adaptation Networks"; Gretton et al. 2012).
+
+    `k(x, y) = sum_sigma exp(-||x - y||^2 / (2 sigma^2))`, biased (V-statistic) estimator
+    `mean K(s, s) + mean K(t, t) - 2 mean K(s, t)` over all pairs, diagonals included; batch-level: one scalar for
+    the two (n, d) sets (n >= 2 each). Default bandwidths: the median pairwise distance of the pooled sets times
+    MMD_BANDWIDTH_MULTIPLIERS (0.25, 0.5, 1, 2, 4), computed without gradient: a bandwidth that moved with the
+    features would let the loss fall by rescaling the features instead of aligning the two sets.
+    """
+    _check_feature_sets("mmd_loss", source, target)
+    source, target = source.float(), target.float()
+    if bandwidths is None:
+        with torch.no_grad():
+            pooled = torch.cat([source, target])  # (n_s + n_t, d)
+            squared = _squared_distances(pooled, pooled)
+            off_diagonal = squared[~torch.eye(len(pooled), dtype=torch.bool, device=pooled.device)]
+            median = off_diagonal.sqrt().median().clamp_min(torch.finfo(torch.float32).eps)
+            sigmas = median * torch.tensor(MMD_BANDWIDTH_MULTIPLIERS, device=source.device)
+    else:
+        sigmas = torch.as_tensor(bandwidths, dtype=torch.float32, device=source.device).detach()
+        if sigmas.dim() != 1 or sigmas.numel() == 0 or bool((sigmas <= 0).any()):
+            raise ValueError(f"mmd_loss bandwidths must be positive numbers, got {bandwidths}.")
+    gammas = 1.0 / (2.0 * sigmas.pow(2))  # (kernels,)
+
+    def kernel_mean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-_squared_distances(a, b)[..., None] * gammas).sum(-1).mean()  # (n_a, n_b, kernels) summed
+
+    return kernel_mean(source, source) + kernel_mean(target, target) - 2.0 * kernel_mean(source, target)
+
+
+# Domain alignment loss name -> batch-level function(source_features, target_features). The adversarial (DANN) loss
+# needs a trainable domain classifier and lives in nlp_reuse.domain.
+DOMAIN_LOSSES = {"coral": coral_loss, "mmd": mmd_loss}
+
+
+def get_domain_loss(name: str):
+    """The domain alignment loss function called `name`; an unknown name lists the valid ones."""
+    if name not in DOMAIN_LOSSES:
+        raise ValueError(f"Unknown domain_loss {name!r}: expected one of {sorted(DOMAIN_LOSSES)}.")
+    return DOMAIN_LOSSES[name]

@@ -23,6 +23,8 @@ from nlp_reuse.config import (
     NlpReuseTrainingArguments,
 )
 from nlp_reuse.data import describe, load_splits, tokenize_splits
+from nlp_reuse.domain import DomainAdaptationTrainer, load_target_texts, tokenize_target_texts
+from nlp_reuse.ensemble import check_ensemble_options, ensemble_entry, load_ensemble, teachers_of
 from nlp_reuse.evaluation import (
     compute_metrics,
     environment,
@@ -115,19 +117,25 @@ def _run_args(data_args: DataArguments, args: NlpReuseTrainingArguments,
 
 def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str = "") -> dict:
     """Fine-tune `args.model_name_or_path` on the data under `args.strategy`; save a standard model folder with
-    report.json in it (lora/ia3: also OUT/adapter/; features: OUT/encoder/ + the fitted linear layer)."""
+    report.json in it (lora/ia3: also OUT/adapter/; features: OUT/encoder/ + the fitted linear layer). With
+    --domain_loss, every step also aligns a batch of --target_unlabeled_file texts (nlp_reuse.domain)."""
     check_strategy_combination(args)
     out = Path(args.output_dir)
     args.resume_from_checkpoint = resolve_resume(out, args.resume_from_checkpoint, name="model")
     out = prepare_output_dir(out, overwrite=check_rerun(out, args.overwrite_output_dir, args.resume_from_checkpoint,
                                                         name="model"))
     splits, labels = load_splits(data_args)
+    target_texts = None if args.domain_loss == "none" else load_target_texts(
+        args.target_unlabeled_file, data_args.text_column, data_args.text_pair_column)
     tokenizer = load_tokenizer(args.model_name_or_path)
     data_args.max_length = fit_max_length(
         data_args.max_length, AutoConfig.from_pretrained(resolve_model_path(args.model_name_or_path)),
         args.model_name_or_path)
     set_seed(args.seed)
     tokenized = tokenize_splits(splits, tokenizer, data_args.max_length)
+    # Tokenized like the source texts, before the model loads.
+    domain_kwargs = {} if target_texts is None else {
+        "target_dataset": tokenize_target_texts(target_texts, tokenizer, data_args.max_length)}
 
     if args.strategy == "features":
         model, validation, test, cost = finetune_features(args, tokenized, labels, tokenizer, out)
@@ -135,12 +143,12 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
             return _other_ranks_done()
     else:
         applied = apply_strategy(load_for_finetuning(args.model_name_or_path, labels), args)
-        trainer = Trainer(
+        trainer = (DomainAdaptationTrainer if domain_kwargs else Trainer)(
             model=applied.model, args=_trainer_args(args, checkpoint_dir(out, "model")),
             train_dataset=tokenized["train"],
             eval_dataset=tokenized["validation"], processing_class=tokenizer,
             data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
-            **strategy_trainer_kwargs(applied, args),
+            **strategy_trainer_kwargs(applied, args), **domain_kwargs,
         )
         with measure_training(args.device) as cost:
             trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
@@ -161,6 +169,9 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
         finetuning={**strategy_summary(args), **cost.as_dict(), "num_train_epochs": args.num_train_epochs,
                     "learning_rate": args.learning_rate, "per_device_train_batch_size":
                     args.per_device_train_batch_size, "seed": args.seed},
+        domain_adaptation=None if target_texts is None else {
+            "target_unlabeled_file": args.target_unlabeled_file, "num_target_texts": len(target_texts),
+            "domain_loss": args.domain_loss, "domain_loss_weight": args.domain_loss_weight},
         command=command, environment=environment(),
     ).to_dict()
     remove_empty_folders(out / CHECKPOINTS)  # save_strategy "no": Trainer made the folders, nothing is in them
@@ -230,7 +241,10 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     out = Path(args.output_dir)
     args.resume_from_checkpoint = resolve_resume(out, args.resume_from_checkpoint)
     out = prepare_output_dir(out, overwrite=check_rerun(out, args.overwrite_output_dir, args.resume_from_checkpoint))
-    teacher_path = resolve_model_path(script.teacher_model_name_or_path)
+    teacher_names = script.teacher_model_name_or_path
+    check_ensemble_options(teacher_names, args)
+    teacher_paths = [resolve_model_path(name) for name in teacher_names]
+    teacher_path = teacher_paths[0]  # a student built from teacher layers (or embeddings) takes the first teacher's
     labels = classifier_labels(AutoConfig.from_pretrained(teacher_path))
     if labels is None:
         load_teacher(teacher_path)  # raises the "fine-tune it first" error
@@ -242,11 +256,16 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     # Attention maps are only returned by the eager attention implementation.
     model_kwargs = {"attn_implementation": "eager"} if args.attention_loss_weight > 0 else {}
     teacher = load_teacher(teacher_path, **model_kwargs)
+    # What the student learns from: the teacher, or the ensemble of all (checked: one label order, one tokenizer).
+    kd_teacher = teacher if len(teacher_paths) == 1 else load_ensemble(
+        teacher, teacher_tokenizer, teacher_names, teacher_paths, script.teacher_weights, args)
     student, student_tokenizer = build_student(script, family, args.seed, teacher, teacher_tokenizer, labels,
                                                **model_kwargs)
     check_compatibility(teacher, teacher_tokenizer, student, student_tokenizer)
-    data_args.max_length = fit_max_length(fit_max_length(data_args.max_length, teacher.config, "the teacher"),
-                                          student.config, "the student")
+    teacher_labels = ["the teacher"] if len(teacher_names) == 1 else [f"the teacher {n}" for n in teacher_names]
+    for name, config in [*((n, t.config) for n, t in zip(teacher_labels, teachers_of(kd_teacher))),
+                         ("the student", student.config)]:
+        data_args.max_length = fit_max_length(data_args.max_length, config, name)
     student_init = student.config.nlp_reuse_init
     start_embeddings = (student.get_input_embeddings().weight.detach().clone()
                         if script.student_type != "transformer" and script.run_baseline else None)
@@ -259,15 +278,15 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     kd_train = with_transfer_examples(tokenized["train"], transfer_set, teacher_tokenizer, data_args.max_length)
     cache_info = None
     if script.teacher_cache is not None:
-        kd_train, cache_info = with_teacher_cache(args, script.teacher_cache, teacher, kd_train, collator,
+        kd_train, cache_info = with_teacher_cache(args, script.teacher_cache, kd_teacher, kd_train, collator,
                                                   resolve_teacher_dtype(args))
     if PartialState().is_main_process:
         # Only now, with every input checked: a resumed run keeps the student's checkpoints it resumes from.
         clear_run_artefacts(out, keep=(CHECKPOINTS,) if args.resume_from_checkpoint else (),
-                            inputs=(teacher_path, script.teacher_cache, args.resume_from_checkpoint))
+                            inputs=(*teacher_paths, script.teacher_cache, args.resume_from_checkpoint))
     PartialState().wait_for_everyone()
 
-    trainer = DistillationTrainer(model=applied.model, teacher_model=teacher,
+    trainer = DistillationTrainer(model=applied.model, teacher_model=kd_teacher,
                                   args=_trainer_args(args, checkpoint_dir(out, "student")),
                                   **{**common, "train_dataset": kd_train}, **strategy_trainer_kwargs(applied, args))
     # Trimming keeps the tokens of the texts the student learnt from; the baseline keeps the same ones.
@@ -275,10 +294,10 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     test = _TestSplit(tokenized["test"], splits["test"], data_args.max_length)
     student = _train_save_test(trainer, applied, out, "student", test, args.resume_from_checkpoint, trim=trim)
     # The teacher's numbers only change with the teacher, the test data or the settings: reuse them when cached.
-    measurement_key, reused = measurement_cache.lookup(script.teacher_cache, args, data_args.max_length, teacher,
-                                                       tokenized["test"])
+    measurement_key, reused = measurement_cache.lookup(script.teacher_cache, args, data_args.max_length,
+                                                       kd_teacher, tokenized["test"])
     if reused is None:
-        teacher_test = Trainer(model=teacher, args=_trainer_args(args, checkpoint_dir(out, "teacher")),
+        teacher_test = Trainer(model=kd_teacher, args=_trainer_args(args, checkpoint_dir(out, "teacher")),
                                **common).predict(tokenized["test"], metric_key_prefix="test").metrics
     baseline = None
     if script.run_baseline:  # the same student, init and budget, without the teacher
@@ -297,12 +316,14 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
              "max_length": data_args.max_length}
     measured = (ModelEntry.from_dict(reused, source=measurement_cache.entry_path(script.teacher_cache,
                                                                                  measurement_key), where="teacher")
-                if reused is not None else model_entry(teacher, teacher_test, teacher_path, **entry))
+                if reused is not None else
+                model_entry(teacher, teacher_test, teacher_path, **entry) if kd_teacher is teacher else
+                ensemble_entry(kd_teacher, teacher_paths, teacher_test, tokenized["test"], collator, **entry))
     if measurement_key is not None and reused is None:
         measurement_cache.write_measurements(script.teacher_cache, measurement_key, measured.to_dict())
     report = RunReport(
         task=_task_entry(data_args, labels, splits),
-        teacher=dataclasses.replace(measured, name_or_path=script.teacher_model_name_or_path, local_path=str(
+        teacher=dataclasses.replace(measured, name_or_path=teacher_names[0], local_path=str(
             Path(teacher_path).resolve()) if Path(teacher_path).is_dir() else None),
         student=model_entry(student.model, student.test, out / "student", path="student",
                             **{**entry, "tokenizer": student.tokenizer}),

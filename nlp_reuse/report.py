@@ -367,6 +367,8 @@ class FinetuneReport:
     finetuning: dict[str, Any]  # strategy_summary + TrainingCost.as_dict() + epochs, learning rate, batch, seed
     command: str
     environment: dict[str, Any] | None = None
+    # --domain_loss: target_unlabeled_file, num_target_texts, domain_loss, domain_loss_weight (nlp_reuse.domain)
+    domain_adaptation: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     REQUIRED: ClassVar[tuple[str, ...]] = ("task", "model", "finetuning", "command")
@@ -378,7 +380,8 @@ class FinetuneReport:
             task=TaskInfo._read(f.nested("task")),
             model=ModelEntry._read(f.nested("model"), require=("name_or_path",)),
             finetuning=f.get("finetuning", _OBJECT), command=f.get("command", _STR),
-            environment=f.get("environment", _OBJECT), extra=f.extra(),
+            environment=f.get("environment", _OBJECT), domain_adaptation=f.get("domain_adaptation", _OBJECT),
+            extra=f.extra(),
         )
 
     @classmethod
@@ -387,7 +390,8 @@ class FinetuneReport:
 
     def to_dict(self) -> dict[str, Any]:
         return _present({"task": self.task.to_dict(), "model": self.model.to_dict(), "finetuning": self.finetuning,
-                         "command": self.command, "environment": self.environment}, self.extra)
+                         "domain_adaptation": self.domain_adaptation, "command": self.command,
+                         "environment": self.environment}, self.extra)
 
 
 __all__ = [

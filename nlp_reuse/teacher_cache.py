@@ -35,7 +35,7 @@ def fingerprint(teacher: torch.nn.Module, dataset: Dataset, compute_dtype: torch
     for name, tensor in sorted(teacher.state_dict().items()):
         h.update(name.encode())
         h.update(str(tensor.dtype).encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-dim too
     columns = [c for c in INPUT_COLUMNS if c in dataset.column_names]
     h.update(json.dumps([columns, len(dataset)]).encode())
     for batch in dataset.select_columns(columns).iter(batch_size=batch_size):

@@ -1,18 +1,21 @@
-"""`DistillationTrainer`: a `transformers.Trainer` whose loss learns from a frozen teacher.
+"""`DistillationTrainer`: a `transformers.Trainer` whose loss learns from a frozen teacher; `OutsideModulesMixin`:
+the share of a Trainer subclass whose loss also trains modules outside the model (the distillation projector, the
+domain classifier of nlp_reuse.domain).
 
-Only `__init__`, `compute_loss`, `create_optimizer` (to train the layer projections with the student), the
-projector's share of checkpointing and gradient clipping, and the signature columns (to keep cached teacher logits)
-are overridden, so checkpointing, logging, mixed precision,
-gradient accumulation and DDP come from `Trainer`.
+Only `__init__`, `compute_loss`, the signature columns (to keep cached teacher logits) and, through the mixin, the
+optimizer, checkpointing and gradient clipping of the outside modules are overridden, so checkpointing, logging,
+mixed precision, gradient accumulation and DDP come from `Trainer`.
 """
 
 import contextlib
 import copy
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -34,18 +37,102 @@ def resolve_teacher_dtype(args: DistillationArguments) -> torch.dtype:
     return TEACHER_DTYPES[args.teacher_dtype]
 
 
-class _ZeroProjectorGrads(TrainerCallback):
-    """Trainer zeroes only the model it wraps after each step; the projector's gradients would otherwise pile up
-    across steps. on_step_end also runs when an fp16 overflow made the scaler skip the optimizer step."""
+class _ZeroOutsideGrads(TrainerCallback):
+    """Trainer zeroes only the model it wraps after each step; the outside modules' gradients would otherwise pile
+    up across steps. on_step_end also runs when an fp16 overflow made the scaler skip the optimizer step."""
 
-    def __init__(self, projector: torch.nn.Module):
-        self.projector = projector
+    def __init__(self, modules: dict[str, "_OutsideModule"]):
+        self.modules = modules
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.projector.zero_grad(set_to_none=True)
+        for outside in self.modules.values():
+            outside.module.zero_grad(set_to_none=True)
 
 
-class DistillationTrainer(Trainer):
+@dataclass
+class _OutsideModule:
+    module: nn.Module  # as prepared by the accelerator (its own DDP wrapper in multi-process runs)
+    written_by: str  # the kind of run whose checkpoints hold it, for the missing-file error
+    same_flags: str  # the flags a resume must share with that run, e.g. " with the same --layer_map"
+
+
+class OutsideModulesMixin:
+    """For a `Trainer` subclass (listed before `Trainer` in its bases) whose loss trains modules that live outside
+    `self.model`. Trainer optimizes, clips, checkpoints and reports only `self.model`; a module passed to
+    `register_outside_module` is added to the optimizer (no weight decay), counted in gradient clipping and the
+    logged grad norm, zeroed after each step, saved in every checkpoint as its own safetensors file beside the
+    optimizer state it belongs to, and restored with it on resume and with the best checkpoint."""
+
+    def __init__(self, *args, **kwargs):
+        self._outside_modules: dict[str, _OutsideModule] = {}  # by checkpoint file name
+        super().__init__(*args, **kwargs)
+        self.add_callback(_ZeroOutsideGrads(self._outside_modules))
+
+    def register_outside_module(self, module: nn.Module, file_name: str, written_by: str,
+                                same_flags: str = "") -> nn.Module:
+        """Train `module` with the model and checkpoint it as `file_name`; returns it prepared by the accelerator
+        (its own DDP wrapper keeps it in sync across processes): call it through the returned module."""
+        prepared = self.accelerator.prepare_model(module)
+        self._outside_modules[file_name] = _OutsideModule(prepared, written_by, same_flags)
+        return prepared
+
+    def create_optimizer(self, *args, **kwargs):
+        optimizer = super().create_optimizer(*args, **kwargs)
+        in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        for outside in self._outside_modules.values():
+            params = [p for p in outside.module.parameters() if id(p) not in in_optimizer]
+            if params:
+                optimizer.add_param_group({"params": params, "weight_decay": 0.0})
+        return optimizer
+
+    def _trainable_parameters(self, model):
+        return itertools.chain(model.parameters(),
+                               *(outside.module.parameters() for outside in self._outside_modules.values()))
+
+    def _clip_grad_norm(self, model):
+        if not self._outside_modules:
+            return super()._clip_grad_norm(model)
+        return self.accelerator.clip_grad_norm_(self._trainable_parameters(model), self.args.max_grad_norm)
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        if grad_norm is None and self._outside_modules:
+            grad_norm = self.accelerator.clip_grad_norm_(self._trainable_parameters(model), float("inf"))
+        return super()._get_grad_norm(model, grad_norm=grad_norm)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # Before Trainer's own files: trainer_state.json, written last, marks a checkpoint complete (resume "last"
+        # and checkpoint rotation go by it), so a kill in between must not leave one without its outside modules.
+        if self._outside_modules and self.args.should_save:  # also with save_only_model
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for file_name, outside in self._outside_modules.items():
+                save_file(self.accelerator.unwrap_model(outside.module).state_dict(), str(folder / file_name))
+        super()._save_checkpoint(model, trial)
+
+    def _load_outside_modules(self, checkpoint: str | None) -> None:
+        if checkpoint is None:
+            return
+        for file_name, outside in self._outside_modules.items():
+            path = Path(checkpoint) / file_name
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"Expected {path}: the checkpoint of {outside.written_by} holds it beside the optimizer state; "
+                    f"found {sorted(p.name for p in Path(checkpoint).iterdir())}. Fix: resume from a checkpoint "
+                    f"written by this version of nlp_reuse{outside.same_flags}, or start the run again without "
+                    "--resume_from_checkpoint."
+                )
+            self.accelerator.unwrap_model(outside.module).load_state_dict(load_file(str(path)))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._load_outside_modules(resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        super()._load_best_model()
+        self._load_outside_modules(self.state.best_model_checkpoint)
+
+
+class DistillationTrainer(OutsideModulesMixin, Trainer):
     """Trains `model` (the student) on `alpha * soft + (1 - alpha) * CE` plus optional hidden/attention terms; soft
     is `T^2 * KL` or the logit MSE (`--kd_loss`). Transfer examples (label -1: augmented or unlabeled texts) learn
     from the soft term only.
@@ -82,9 +169,9 @@ class DistillationTrainer(Trainer):
             projector = LayerProjector(len(self.layer_pairs), model.config.hidden_size,
                                        teacher_model.config.hidden_size)
             if projector.proj is not None:
-                # Its own DDP wrapper keeps the projections in sync across processes.
-                self.projector = self.accelerator.prepare_model(projector)
-                self.add_callback(_ZeroProjectorGrads(self.projector))
+                self.projector = self.register_outside_module(
+                    projector, PROJECTOR_FILE_NAME, "a hidden-state distillation run with a learned projection",
+                    " with the same --layer_map")
         # We normalise by num_items_in_batch ourselves; this makes Trainer count it and not rescale the loss.
         self.model_accepts_loss_kwargs = True
 
@@ -100,63 +187,6 @@ class DistillationTrainer(Trainer):
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if (self.args.bf16 or self.teacher_dtype == torch.bfloat16) else torch.float16
         return torch.autocast(device_type=self.accelerator.device.type, dtype=dtype)
-
-    def create_optimizer(self):
-        optimizer = super().create_optimizer()
-        if self.projector is not None and not any(
-            p is q for group in optimizer.param_groups for p in group["params"] for q in self.projector.parameters()
-        ):
-            optimizer.add_param_group({"params": list(self.projector.parameters()), "weight_decay": 0.0})
-        return optimizer
-
-    # The projector trains with the student but lives outside it: Trainer checkpoints, clips and reports only
-    # `self.model`, so the projector is saved beside the optimizer state it belongs to, restored with it on resume
-    # and with the best checkpoint, and counted in clipping and the logged grad norm.
-
-    def _trainable_parameters(self, model):
-        if self.projector is None:
-            return model.parameters()
-        return itertools.chain(model.parameters(), self.projector.parameters())
-
-    def _clip_grad_norm(self, model):
-        if self.projector is None:
-            return super()._clip_grad_norm(model)
-        return self.accelerator.clip_grad_norm_(self._trainable_parameters(model), self.args.max_grad_norm)
-
-    def _get_grad_norm(self, model, grad_norm=None):
-        if grad_norm is None and self.projector is not None:
-            grad_norm = self.accelerator.clip_grad_norm_(self._trainable_parameters(model), float("inf"))
-        return super()._get_grad_norm(model, grad_norm=grad_norm)
-
-    def _save_checkpoint(self, model, trial) -> None:
-        # Before Trainer's own files: trainer_state.json, written last, marks a checkpoint complete (resume "last"
-        # and checkpoint rotation go by it), so a kill in between must not leave one without its projector.
-        if self.projector is not None and self.args.should_save:  # also with save_only_model
-            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            folder.mkdir(parents=True, exist_ok=True)
-            save_file(self.accelerator.unwrap_model(self.projector).state_dict(), str(folder / PROJECTOR_FILE_NAME))
-        super()._save_checkpoint(model, trial)
-
-    def _load_projector(self, checkpoint: str | None) -> None:
-        if self.projector is None or checkpoint is None:
-            return
-        path = Path(checkpoint) / PROJECTOR_FILE_NAME
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"Expected {path}: the checkpoint of a hidden-state distillation run with a learned projection "
-                f"holds it beside the optimizer state; found {sorted(p.name for p in Path(checkpoint).iterdir())}. "
-                "Fix: resume from a checkpoint written by this version of nlp_reuse with the same --layer_map, "
-                "or start the run again without --resume_from_checkpoint."
-            )
-        self.accelerator.unwrap_model(self.projector).load_state_dict(load_file(str(path)))
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        self._load_projector(resume_from_checkpoint)
-
-    def _load_best_model(self) -> None:
-        super()._load_best_model()
-        self._load_projector(self.state.best_model_checkpoint)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.get("labels")

@@ -36,7 +36,7 @@ def test_yaml_gives_defaults_and_cli_overrides(tmp_path):
     assert data.dataset_name == "builtin:trec6"
     assert distill.temperature == 4.0 and distill.alpha == 0.2  # YAML value, then CLI override
     assert distill.learning_rate == pytest.approx(1e-4) and script.run_baseline is True
-    assert script.teacher_model_name_or_path == "runs/t" and script.student_num_layers == 3
+    assert script.teacher_model_name_or_path == ["runs/t"] and script.student_num_layers == 3
 
 
 def test_unknown_yaml_key_is_an_error_with_a_suggestion(tmp_path):
