@@ -13,6 +13,8 @@ Examples:
         --student_embedding_dim 128 --student_hidden_size 128 --augment masking,ngram --augment_factor 10 \\
         --kd_loss mse --alpha 1 --learning_rate 2e-3 --trim_vocabulary true --teacher_cache runs/cache \\
         --run_baseline true --export onnx_int8 --output_dir runs/bilstm
+    nlp-reuse distill --tasks configs/multitask_tasks.yaml --teacher_model_name_or_path runs/multitask \\
+        --student_num_layers 3 --output_dir runs/multitask_l3     # a multi-task teacher (finetune --tasks)
 
 Writes OUTPUT_DIR/student/ (a standard model folder), OUTPUT_DIR/baseline/ (with --run_baseline true) and
 OUTPUT_DIR/report.json (teacher vs student vs baseline: accuracy, macro-F1, params, size, CPU latency).
@@ -20,6 +22,7 @@ OUTPUT_DIR/report.json (teacher vs student vs baseline: accuracy, macro-F1, para
 
 from nlp_reuse.cli import command_line, make_parser, parse_args
 from nlp_reuse.config import DataArguments, DistillationArguments, DistillScriptArguments
+from nlp_reuse.multitask import MultiTaskArguments, parse_multitask_args, run_multitask_distillation
 from nlp_reuse.pipeline import release_distributed, run_distillation
 from nlp_reuse.student_config import StudentFamilyArguments, TransferSetArguments
 
@@ -31,9 +34,19 @@ def make_distill_parser():
 
 
 def main(argv: list[str] | None = None) -> dict:
-    data_args, script_args, family_args, transfer_args, distill_args = parse_args(make_distill_parser(), argv)
-    report = run_distillation(data_args, script_args, distill_args, command=command_line("distill", argv),
-                              family=family_args, transfer=transfer_args)
+    multitask = parse_multitask_args((DistillScriptArguments, StudentFamilyArguments, TransferSetArguments,
+                                      DistillationArguments), __doc__, argv)
+    if multitask is not None:  # --tasks: a multi-task teacher and student; the data flags are in the tasks file
+        tasks_args, script_args, family_args, transfer_args, distill_args = multitask
+        report = run_multitask_distillation(tasks_args, script_args, distill_args,
+                                            command=command_line("distill", argv), family=family_args,
+                                            transfer=transfer_args)
+    else:
+        # --tasks is listed in --help; given, it takes the branch above.
+        parser = make_parser((*make_distill_parser().dataclass_types, MultiTaskArguments), __doc__)
+        data_args, script_args, family_args, transfer_args, distill_args, _ = parse_args(parser, argv)
+        report = run_distillation(data_args, script_args, distill_args, command=command_line("distill", argv),
+                                  family=family_args, transfer=transfer_args)
     if report:
         print(f"Student, report.json and run_args.json written to {distill_args.output_dir}")
     return report
