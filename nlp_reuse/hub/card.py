@@ -145,6 +145,38 @@ def resolve_base_model(teacher_name_or_path: str) -> str | None:
     return as_hub_id(parent) if isinstance(parent, str) else None
 
 
+def describe_lineage(teacher: ModelEntry, teacher_report: dict[str, Any]) -> list[str]:
+    """Which transfer produced the model, as card sentences: an ensemble of teachers (with each one's weight and
+    accuracy), and what the (first) teacher's report.json says of its own making: alignment with unlabeled
+    target-domain texts, and an encoder adapted by continued masked-LM pretraining (`nlp-reuse adapt`)."""
+    lines = []
+    ensemble = teacher.extra.get("ensemble")
+    if ensemble:
+        members = "; ".join(f"`{m['name_or_path']}` (weight {m['weight']:.2f}, test accuracy "
+                            f"{format_metric(m['test']['accuracy'])})" for m in ensemble["teachers"])
+        lines.append(f"**Teachers:** an ensemble of {len(ensemble['teachers'])}: {members}. The soft targets are the "
+                     f"{ensemble['combination']}; the ensemble's test accuracy is "
+                     f"{format_metric(teacher.test['accuracy'])}. A student built from teacher layers takes the "
+                     "first teacher's.")
+    domain = teacher_report.get("domain_adaptation")
+    if isinstance(domain, dict):
+        lines.append(f"**Domain alignment:** the teacher was fine-tuned on `{teacher_report['task']['dataset']}` "
+                     f"while aligning its features with {domain.get('num_target_texts', 'some'):,} unlabeled "
+                     f"target-domain texts (`{Path(str(domain.get('target_unlabeled_file'))).name}`) by the "
+                     f"`{domain.get('domain_loss')}` loss, weight {domain.get('domain_loss_weight')}.")
+    base = teacher_report.get("model", {}).get("name_or_path")
+    adapted = _teacher_report(base) if isinstance(base, str) else {}
+    if "masked_lm_loss" in adapted:
+        sources = ", ".join(f"{s['name']} ({s['texts']:,} texts)" for s in adapted["texts"]["sources"])
+        loss = adapted["masked_lm_loss"].get("heldout", {})
+        source = adapted["model"]["name_or_path"]
+        lines.append(f"**Continued pretraining:** the teacher's encoder `{base}` is `{source}` after masked-LM "
+                     f"training on unlabeled texts of the target domain: {sources}"
+                     + (f"; held-out masked-token loss {loss['before']:.3f} → {loss['after']:.3f}" if loss else "")
+                     + ".")
+    return lines
+
+
 def describe_dataset(dataset: str) -> dict[str, Any]:
     """What the card says about ``task.dataset``: Hub id (or None), display name, an explanation, an example."""
     if dataset in BUILTIN_DATASETS:
@@ -223,7 +255,10 @@ def _card_context(run_dir: Path, report: RunReport, repo_id: str | None, base_mo
             f"Expected the student's config.json id2label to list report.json task.labels {task.labels}; "
             f"found {id2label}. Fix: save the student with id2label/label2id from the task's labels."
         )
-    rows = [_result_row(f"Teacher (`{teacher.name_or_path}`)", teacher, teacher),
+    ensemble = teacher.extra.get("ensemble")
+    teacher_label = (f"Teacher ensemble ({len(ensemble['teachers'])} teachers, `{teacher.name_or_path}` first)"
+                     if ensemble else f"Teacher (`{teacher.name_or_path}`)")
+    rows = [_result_row(teacher_label, teacher, teacher),
             _result_row("**Student (this model)**", student, teacher)]
     if report.baseline is not None:
         rows.append(_result_row("Baseline: same shape, fine-tuned without distillation", report.baseline, teacher))
@@ -249,6 +284,7 @@ def _card_context(run_dir: Path, report: RunReport, repo_id: str | None, base_mo
         "dataset": dataset,
         "labels": [{"id": i, "label": id2label[i]} for i in sorted(id2label)],
         "teacher": {"name": teacher_name, "num_layers": teacher.num_layers, "params": _fmt_params(teacher.params)},
+        "lineage": describe_lineage(teacher, _teacher_report(teacher.local_path or teacher_name)),
         "base_model": base_model,
         "student": {
             **describe_student(student_config, student.num_layers),
