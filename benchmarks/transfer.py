@@ -1,0 +1,273 @@
+"""Transfer across domains, tasks and teachers, measured over seeds: the harness of scripts/benchmark_transfer.py.
+
+Every training is one `nlp-reuse` command in its own process, one after the other (two at once on a 2-core machine
+run many times slower); a run whose report.json exists is reused, so an interrupted benchmark resumes. The tables
+give the mean and the sample standard deviation over seeds of test accuracy (%), and each method's difference to its
+reference measured on the same seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nlp_reuse.data import BUILTIN_DATASETS
+from nlp_reuse.tables import render_table
+
+TARGETS = ("tweets", "amazon", "nyt")
+TASKS = ("trec6", "sms_spam", "movie_reviews")
+
+
+@dataclass
+class Budget:
+    """The training budget every fine-tuning of one experiment shares."""
+
+    max_train_samples: int = 2000
+    num_train_epochs: float = 3.0
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    max_length: int = 64
+
+    def training_flags(self) -> list[str]:
+        return ["--num_train_epochs", str(self.num_train_epochs), "--learning_rate", str(self.learning_rate),
+                "--per_device_train_batch_size", str(self.batch_size), "--warmup_ratio", "0.06", "--weight_decay",
+                "0.01", "--latency_samples", "16", "--disable_tqdm", "true"]
+
+    def flags(self) -> list[str]:
+        """Single-task fine-tuning: data flags, training flags, batches of similar lengths."""
+        return ["--max_train_samples", str(self.max_train_samples), "--max_length", str(self.max_length),
+                *self.training_flags(), "--train_sampling_strategy", "group_by_length"]
+
+
+def run_command(command: str, flags: Sequence[str], output_dir: Path, log: Path | None = None) -> dict:
+    """`nlp-reuse COMMAND FLAGS --output_dir OUTPUT_DIR` in a fresh process, unless its report.json exists; the
+    report. A failed run stops the benchmark with the tail of its log."""
+    report = output_dir / "report.json"
+    if report.is_file():
+        return json.loads(report.read_text())
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    log = log or output_dir.with_name(output_dir.name + ".log")
+    argv = [sys.executable, "-m", "nlp_reuse.commands", command, *flags, "--output_dir", str(output_dir),
+            "--overwrite_output_dir", "true"]
+    start = time.perf_counter()
+    print(f"[{time.strftime('%H:%M:%S')}] {' '.join(argv[3:])}", flush=True)
+    with log.open("w") as handle:
+        done = subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, env=os.environ.copy())
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[3:])} failed ({done.returncode}); log {log}:\n"
+                           + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
+    print(f"    done in {time.perf_counter() - start:.0f} s", flush=True)
+    return json.loads(report.read_text())
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """`mean ± sd` in percent points (sd over seeds; 0 for one seed)."""
+    values = [100 * v for v in values]
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
+
+
+def delta(values: Sequence[float], reference: Sequence[float]) -> str:
+    """Mean paired difference in points (same seeds, signed) and its sd."""
+    diffs = [100 * (v - r) for v, r in zip(values, reference)]
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    return f"{statistics.mean(diffs):+.2f} ± {sd:.2f}"
+
+
+def table(rows: list[dict]) -> str:
+    header = list(rows[0])
+    return render_table(header, [[str(row[k]) for k in header] for row in rows], markdown=True)
+
+
+# ------------------------------------------------------------------------------------------------ cross-domain
+
+
+def split_targets(out: Path, seed: int = 42) -> dict[str, dict[str, Path]]:
+    """Each target domain cut in two halves (seeded, stratified): texts without labels for adaptation, and a
+    labelled test half never seen by any run. The unlabeled halves of all targets also go into one file."""
+    data = out / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    files, unlabeled = {}, []
+    for domain in TARGETS:
+        df = BUILTIN_DATASETS[f"builtin:sentiment_{domain}"]()
+        rng = np.random.default_rng(seed)
+        test_rows = []
+        for _, group in df.groupby("label"):
+            order = rng.permutation(len(group))
+            test_rows.extend(group.index[order[: len(group) // 2]])
+        test = df.loc[sorted(test_rows)]
+        rest = df.drop(index=test.index)
+        test_file, text_file = data / f"{domain}_test.jsonl", data / f"{domain}_unlabeled.txt"
+        test.to_json(test_file, orient="records", lines=True)
+        text_file.write_text("".join(t.replace("\n", " ") + "\n" for t in rest["text"]))
+        unlabeled.extend(rest["text"])
+        files[domain] = {"test": test_file, "unlabeled": text_file}
+    all_file = data / "targets_unlabeled.txt"
+    all_file.write_text("".join(t.replace("\n", " ") + "\n" for t in unlabeled))
+    files["all"] = {"unlabeled": all_file}
+    return files
+
+
+def accuracy_on(model_dir: Path, test_file: Path, max_length: int) -> float:
+    """Accuracy of the classifier in `model_dir` on a labelled jsonl file (labels by name)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from nlp_reuse.modeling import load_tokenizer
+    from nlp_reuse.predict import predict_logits
+
+    df = pd.read_json(test_file, lines=True)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    logits = predict_logits(model, list(df["text"]), tokenizer=load_tokenizer(model_dir), batch_size=64,
+                            max_length=max_length)
+    gold = df["label"].map(model.config.label2id).to_numpy()
+    return float((logits.argmax(-1) == gold).mean())
+
+
+def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Sequence[str], domain_loss_weight: float,
+                 adapt_epochs: float, adapt_learning_rate: float) -> tuple[str, dict]:
+    """Fine-tune on movie snippets; test on the held-out halves of tweets, Amazon and NYT. `methods`: source
+    (source only), dapt (continued MLM pretraining on the targets' unlabeled halves first), coral | mmd |
+    adversarial (alignment with the unlabeled halves while fine-tuning), dapt+LOSS (both)."""
+    files = split_targets(out)
+    unlabeled = str(files["all"]["unlabeled"])
+    adapted = None
+    if any(m.startswith("dapt") for m in methods):
+        adapted = out / "adapted"
+        run_command("adapt", ["--model_name_or_path", "builtin:minilm", "--unlabeled_file", unlabeled,
+                              "--num_train_epochs", str(adapt_epochs), "--learning_rate", str(adapt_learning_rate),
+                              "--max_length", str(budget.max_length), "--per_device_train_batch_size", "32",
+                              "--seed", "1", "--disable_tqdm", "true"], adapted)
+    results: dict[str, dict[str, list[float]]] = {}
+    for method in methods:
+        base = str(adapted) if method.startswith("dapt") else "builtin:minilm"
+        loss = method.split("+", 1)[1] if "+" in method else (method if method not in ("source", "dapt") else None)
+        weight = domain_loss_weight
+        if loss and "@" in loss:  # LOSS@WEIGHT: the losses live on different scales (CORAL divides by 4 d^2)
+            loss, weight = loss.split("@")[0], float(loss.split("@")[1])
+        align = ["--target_unlabeled_file", unlabeled, "--domain_loss", loss, "--domain_loss_weight",
+                 str(weight)] if loss else []
+        scores = results.setdefault(method, {d: [] for d in ("source_test", *TARGETS)})
+        for seed in seeds:
+            folder = out / method.replace("+", "_").replace("@", "_w") / f"seed{seed}"
+            report = run_command("finetune", ["--model_name_or_path", base, "--dataset_name",
+                                              "builtin:sentiment_movies", *budget.flags(), "--seed", str(seed),
+                                              *align], folder)
+            scores["source_test"].append(report["model"]["test"]["accuracy"])
+            for domain in TARGETS:
+                scores[domain].append(accuracy_on(folder, files[domain]["test"], budget.max_length))
+    reference = results[methods[0]]
+    rows = []
+    for method, scores in results.items():
+        row = {"method": method, "movies (source) test": mean_std(scores["source_test"])}
+        for domain in TARGETS:
+            row[domain] = mean_std(scores[domain])
+            row[f"{domain} vs {methods[0]}"] = delta(scores[domain], reference[domain])
+        row["targets >= +2 points"] = sum(
+            statistics.mean(scores[d]) - statistics.mean(reference[d]) >= 0.02 for d in TARGETS)
+        rows.append(row)
+    return table(rows), results
+
+
+# ------------------------------------------------------------------------------------------------ multi-teacher
+
+
+def single_task(out: Path, task: str, seed: int, budget: Budget) -> tuple[Path, dict]:
+    """The embedded MiniLM fine-tuned on one builtin task: the multi-task comparison's reference and a teacher."""
+    folder = out / "single" / task / f"seed{seed}"
+    return folder, run_command("finetune", ["--model_name_or_path", "builtin:minilm", "--dataset_name",
+                                            f"builtin:{task}", *budget.flags(), "--seed", str(seed)], folder)
+
+
+def multi_teacher(out: Path, seeds: Sequence[int], budget: Budget, task: str, student_layers: int,
+                  temperature: float, alpha: float, student_epochs: float) -> tuple[str, dict]:
+    """Three teachers (MiniLM fine-tuned with seeds 1, 2, 3) into one student, against the student of the best
+    single teacher (by validation accuracy, so the test split chooses nothing), same student init (the best
+    teacher's layers), data, budget and seeds."""
+    teachers = [single_task(out, task, seed, budget) for seed in (1, 2, 3)]
+    ranked = sorted(teachers, key=lambda t: -t[1]["model"]["validation"]["accuracy"])
+    best = ranked[0][0]
+    distill = ["--dataset_name", f"builtin:{task}", "--student_num_layers", str(student_layers),
+               "--max_train_samples", str(budget.max_train_samples), "--max_length", str(budget.max_length),
+               "--num_train_epochs", str(student_epochs), "--learning_rate", str(budget.learning_rate * 2),
+               "--per_device_train_batch_size", str(budget.batch_size), "--warmup_ratio", "0.06",
+               "--temperature", str(temperature), "--alpha", str(alpha), "--latency_samples", "16",
+               "--teacher_cache", str(out / "teacher_cache"), "--disable_tqdm", "true"]
+    runs = {"best single teacher": [str(best)], "ensemble of 3": [str(t[0]) for t in ranked]}
+    results: dict[str, list[float]] = {}
+    ensemble_teacher = None
+    for name, teacher_dirs in runs.items():
+        for seed in seeds:
+            folder = out / "multi_teacher" / name.replace(" ", "_") / f"seed{seed}"
+            report = run_command("distill", [*distill, "--teacher_model_name_or_path", *teacher_dirs,
+                                             "--seed", str(seed)], folder)
+            results.setdefault(name, []).append(report["student"]["test"]["accuracy"])
+            if len(teacher_dirs) > 1:
+                ensemble_teacher = report["teacher"]["test"]["accuracy"]
+    rows = [{"model": f"teacher seed {folder.name[-1]}" + (" (best on validation)" if folder == best else ""),
+             "test accuracy %": mean_std([report["model"]["test"]["accuracy"]]), "vs best-teacher student": ""}
+            for folder, report in teachers]
+    rows.append({"model": "teacher ensemble (3, equal weights)", "test accuracy %": mean_std([ensemble_teacher]),
+                 "vs best-teacher student": ""})
+    reference = results["best single teacher"]
+    for name, scores in results.items():
+        rows.append({"model": f"{student_layers}-layer student of {name}", "test accuracy %": mean_std(scores),
+                     "vs best-teacher student": delta(scores, reference) if scores is not reference else ""})
+    return table(rows), {"students": results, "teachers": {f.name: r["model"]["test"] for f, r in teachers},
+                         "ensemble_teacher_accuracy": ensemble_teacher, "best_teacher": str(best)}
+
+
+# ------------------------------------------------------------------------------------------------ multi-task
+
+
+def multitask(out: Path, seeds: Sequence[int], budget: Budget, student_layers: int, student_epochs: float,
+              temperature: float, alpha: float) -> tuple[str, dict]:
+    """TREC-6 + SMS spam + movie reviews: three single-task MiniLMs against one shared encoder with three heads
+    (same data, epochs, learning rate and seeds: proportional sampling of equal-sized tasks), then the multi-task
+    teacher distilled into a multi-task student built from its layers (retention per task)."""
+    tasks_file = out / "multitask_tasks.yaml"
+    tasks_file.parent.mkdir(parents=True, exist_ok=True)
+    tasks_file.write_text(
+        "sampling: proportional\n"
+        f"max_length: {budget.max_length}\n"
+        "tasks:\n" + "".join(f"  - name: {task}\n    dataset_name: builtin:{task}\n"
+                             f"    max_train_samples: {budget.max_train_samples}\n" for task in TASKS))
+    # Per-task data flags are in the tasks file; batches are drawn by task, so no group_by_length here.
+    common = budget.training_flags()
+    single: dict[str, list[float]] = {task: [] for task in TASKS}
+    joint: dict[str, list[float]] = {task: [] for task in TASKS}
+    student: dict[str, list[float]] = {task: [] for task in TASKS}
+    retention: dict[str, list[float]] = {task: [] for task in TASKS}
+    for seed in seeds:
+        for task in TASKS:
+            single[task].append(single_task(out, task, seed, budget)[1]["model"]["test"]["accuracy"])
+        teacher = out / "multitask" / "teacher" / f"seed{seed}"
+        report = run_command("finetune", ["--model_name_or_path", "builtin:minilm", "--tasks", str(tasks_file),
+                                          *common, "--seed", str(seed)], teacher)
+        for task in TASKS:
+            joint[task].append(report["tasks"][task]["model"]["test"]["accuracy"])
+        distilled = run_command("distill", [
+            "--tasks", str(tasks_file), "--teacher_model_name_or_path", str(teacher), "--student_num_layers",
+            str(student_layers), "--num_train_epochs", str(student_epochs), "--learning_rate",
+            str(budget.learning_rate * 2), "--per_device_train_batch_size", str(budget.batch_size),
+            "--temperature", str(temperature), "--alpha", str(alpha), "--latency_samples", "16",
+            "--disable_tqdm", "true", "--seed", str(seed)], out / "multitask" / f"student_l{student_layers}" /
+            f"seed{seed}")
+        for task in TASKS:
+            student[task].append(distilled["tasks"][task]["student"]["test"]["accuracy"])
+            retention[task].append(distilled["tasks"][task]["retention"])
+    rows = [{"task": task, "single-task (3 encoders)": mean_std(single[task]),
+             "multi-task (1 encoder)": mean_std(joint[task]), "multi-task vs single": delta(joint[task], single[task]),
+             f"multi-task {student_layers}-layer student": mean_std(student[task]),
+             "retention vs multi-task teacher": mean_std(retention[task]).replace(" ±", " % ±", 1)}
+            for task in TASKS]
+    return table(rows), {"single": single, "multitask": joint, "student": student, "retention": retention}

@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Transfer across domains, tasks and teachers, over seeds (mean ± sd of test accuracy, paired differences).
+
+    cross_domain   fine-tune MiniLM on movie-review snippets (builtin:sentiment_movies), test on held-out halves of
+                   tweets, Amazon and NYT sentences: source only, continued MLM pretraining on the targets' other
+                   (unlabeled) halves, alignment (CORAL / MMD / adversarial) with them, and both
+    multitask      TREC-6 + SMS spam + movie reviews in one encoder with three heads vs three single-task models;
+                   the multi-task teacher distilled into a 3-layer multi-task student (retention per task)
+    multi_teacher  three MiniLM teachers (seeds 1-3) into one 3-layer student vs the student of the best teacher
+
+Every training is an `nlp-reuse` command in its own process, one after the other; finished runs (report.json) are
+reused, so a stopped benchmark resumes. The harness is benchmarks/transfer.py (a folder of the checkout).
+
+Examples:
+    python scripts/benchmark_transfer.py --experiment cross_domain --output_dir runs/transfer --seeds 1,2,3
+    python scripts/benchmark_transfer.py --experiment multitask --output_dir runs/transfer --seeds 1,2,3
+    python scripts/benchmark_transfer.py --experiment multi_teacher --output_dir runs/transfer --seeds 1,2,3
+"""
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's benchmarks/ folder
+from benchmarks.transfer import Budget, cross_domain, multi_teacher, multitask  # noqa: E402
+from nlp_reuse.files import write_json  # noqa: E402
+
+EXPERIMENTS = ("cross_domain", "multitask", "multi_teacher")
+
+
+@dataclass
+class Arguments:
+    experiment: str = field(metadata={"help": f"Which comparison: {' | '.join(EXPERIMENTS)}."})
+    output_dir: str = field(metadata={"help": "Folder of every run, the data splits and the results."})
+    seeds: str = field(default="1,2,3", metadata={"help": "Comma-separated training seeds."})
+    max_train_samples: int = field(default=2000, metadata={"help": "Training examples per task (seeded sample)."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs of every fine-tuning."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate of every fine-tuning."})
+    max_length: int = field(default=64, metadata={"help": "Tokens per text."})
+    methods: str = field(
+        default="source,dapt,coral@10000,mmd@1,adversarial@1,dapt+mmd@1",
+        metadata={"help": "cross_domain, comma-separated, the first is the reference: source | dapt | coral | mmd | "
+                          "adversarial | dapt+LOSS; LOSS@W sets that loss's --domain_loss_weight (CORAL divides by "
+                          "4 d^2: ~1e-8 on MiniLM's pooled features at the start, hence a large weight)."})
+    domain_loss_weight: float = field(default=1.0, metadata={"help": "cross_domain: --domain_loss_weight."})
+    adapt_epochs: float = field(default=3.0, metadata={"help": "cross_domain: epochs of continued pretraining."})
+    adapt_learning_rate: float = field(default=1e-4, metadata={"help": "cross_domain: its learning rate."})
+    task: str = field(default="trec6", metadata={"help": "multi_teacher: the builtin task."})
+    student_layers: int = field(default=3, metadata={"help": "multitask / multi_teacher: student depth."})
+    student_epochs: float = field(default=3.0, metadata={"help": "multitask / multi_teacher: student epochs."})
+    temperature: float = field(default=2.0, metadata={"help": "Distillation temperature."})
+    alpha: float = field(default=0.5, metadata={"help": "Weight of the soft-target loss."})
+
+    def __post_init__(self):
+        if self.experiment not in EXPERIMENTS:
+            raise ValueError(f"--experiment must be one of {', '.join(EXPERIMENTS)}, got {self.experiment!r}.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    (args,) = HfArgumentParser(Arguments, description=__doc__).parse_args_into_dataclasses(args=argv)
+    out, seeds = Path(args.output_dir), [int(s) for s in args.seeds.split(",")]
+    budget = Budget(max_train_samples=args.max_train_samples, num_train_epochs=args.num_train_epochs,
+                    learning_rate=args.learning_rate, max_length=args.max_length)
+    if args.experiment == "cross_domain":
+        text, results = cross_domain(out / "cross_domain", seeds, budget, args.methods.split(","),
+                                     args.domain_loss_weight, args.adapt_epochs, args.adapt_learning_rate)
+    elif args.experiment == "multitask":
+        text, results = multitask(out, seeds, budget, args.student_layers, args.student_epochs, args.temperature,
+                                  args.alpha)
+    else:
+        text, results = multi_teacher(out, seeds, budget, args.task, args.student_layers, args.temperature,
+                                      args.alpha, args.student_epochs)
+    print(text)
+    (out / f"{args.experiment}.md").write_text(text + "\n")
+    write_json(out / f"{args.experiment}.json", {"arguments": vars(args), "results": results})
+    print(f"Table and results written to {out}/{args.experiment}.md and .json")
+
+
+if __name__ == "__main__":
+    main()
