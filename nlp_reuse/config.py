@@ -376,11 +376,14 @@ class DistillScriptArguments:
             raise ValueError(f"--teacher_model_name_or_path names a teacher twice: {self.teacher_model_name_or_path}; "
                              "expected distinct teachers (weigh one teacher more with --teacher_weights).")
         if self.teacher_weights is not None:
+            if len(self.teacher_model_name_or_path) == 1:
+                raise ValueError(f"--teacher_weights {self.teacher_weights} weighs an ensemble, but one teacher was "
+                                 "given. Fix: drop --teacher_weights, or name several teachers.")
             if len(self.teacher_weights) != len(self.teacher_model_name_or_path) or min(self.teacher_weights) <= 0:
                 raise ValueError(
                     f"--teacher_weights must be one weight > 0 per teacher: expected "
                     f"{len(self.teacher_model_name_or_path)} for {self.teacher_model_name_or_path}, found "
-                    f"{self.teacher_weights}.")
+                    f"{self.teacher_weights}. Fix: give one positive weight per teacher, in their order.")
         _check_choice("student_type", self.student_type, StudentType)
         sources = [n for n in ("student_model_name_or_path", "student_num_layers", "student_config")
                    if getattr(self, n) is not None]

@@ -398,3 +398,14 @@ def test_finetune_command_records_the_alignment_and_fails_early(model_dir, tiny_
     target.write_text("just one\n")
     with pytest.raises(DataError, match="too few texts"):
         finetune.main([*flags, "--output_dir", str(tmp_path / "again")])
+
+
+@pytest.mark.parametrize("loss", ["coral", "mmd"])
+def test_a_last_batch_of_one_example_trains_on_its_cross_entropy(loss, model_dir, source, tmp_path):
+    data, _ = source
+    batch = len(data["train"]) - 1  # two steps: a full batch, then one example
+    trainer = make_trainer(model_dir, source, tmp_path, domain_loss=loss, per_device_train_batch_size=batch)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2 and logged[0]["domain_loss"] > 0 and logged[1]["domain_loss"] == 0.0
+    assert np.isfinite(logged[1]["loss"]) and logged[1]["loss"] > 0

@@ -186,3 +186,30 @@ def test_base_model_of_a_relative_local_teacher_does_not_depend_on_the_working_d
     assert resolve_base_model("runs/teacher") == "sentence-transformers/all-MiniLM-L6-v2"
     monkeypatch.chdir(tmp_path.parent)  # elsewhere the relative path means something else; local_path does not
     assert resolve_base_model(str(teacher.resolve())) == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_lineage_names_domain_alignment_and_continued_pretraining(tmp_path):
+    from nlp_reuse.hub.card import describe_lineage
+    from nlp_reuse.report import ModelEntry
+
+    adapted = tmp_path / "adapted"
+    adapted.mkdir()
+    (adapted / "report.json").write_text(json.dumps({
+        "model": {"name_or_path": "builtin:minilm", "head_initialised": True},
+        "texts": {"sources": [{"flag": "unlabeled_file", "name": "tweets.txt", "texts": 1716}]},
+        "masked_lm_loss": {"heldout": {"before": 9.81, "after": 3.2}}}))
+    teacher_report = {"task": {"dataset": "builtin:sentiment_movies"}, "model": {"name_or_path": str(adapted)},
+                      "domain_adaptation": {"target_unlabeled_file": "/data/tweets.txt", "num_target_texts": 1716,
+                                            "domain_loss": "mmd", "domain_loss_weight": 1.0}}
+    entry = ModelEntry(params=1, num_layers=6, size_mb=1.0, test={"accuracy": 0.9, "macro_f1": 0.9}, latency_ms=1.0)
+    alignment, pretraining = describe_lineage(entry, teacher_report)
+    assert alignment == ("**Domain alignment:** the teacher was fine-tuned on `builtin:sentiment_movies` while aligning "
+                         "its features with 1,716 unlabeled target-domain texts of `tweets.txt` by the `mmd` loss "
+                         "(weight 1.0).")
+    assert pretraining.startswith(f"**Continued pretraining:** the teacher's encoder `{adapted}` is `builtin:minilm` "
+                                  "after masked-LM training on unlabeled target-domain texts: tweets.txt (1716 texts)")
+    assert "9.810 → 3.200 (the MLM head was new" in pretraining
+    # A partial report (another tool's) gives what it can, never a crash.
+    partial = describe_lineage(entry, {"domain_adaptation": {"domain_loss": "coral"}})
+    assert partial[0].startswith("**Domain alignment:** the teacher was fine-tuned on `its labelled data`")
+    assert describe_lineage(entry, {}) == []

@@ -107,6 +107,8 @@ def test_teachers_must_agree_and_fit(tmp_path, tiny_data_dir, tiny_teacher_dir, 
         _distill(tmp_path, tiny_data_dir, [tiny_teacher_dir, other_labels], "--hidden_loss_weight", "1")
     with pytest.raises(ValueError, match=r"--teacher_weights must be one weight > 0 per teacher: expected 2"):
         DistillScriptArguments(teacher_model_name_or_path=["a", "b"], teacher_weights=[1.0], student_num_layers=2)
+    with pytest.raises(ValueError, match="weighs an ensemble, but one teacher was given"):
+        DistillScriptArguments(teacher_model_name_or_path=["a"], teacher_weights=[1.0], student_num_layers=2)
     with pytest.raises(ValueError, match="names a teacher twice"):
         DistillScriptArguments(teacher_model_name_or_path=["a", "a"], student_num_layers=2)
     assert DistillScriptArguments(teacher_model_name_or_path="a", student_num_layers=2).teacher_model_name_or_path == [

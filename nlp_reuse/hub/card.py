@@ -160,20 +160,28 @@ def describe_lineage(teacher: ModelEntry, teacher_report: dict[str, Any]) -> lis
                      "first teacher's.")
     domain = teacher_report.get("domain_adaptation")
     if isinstance(domain, dict):
-        lines.append(f"**Domain alignment:** the teacher was fine-tuned on `{teacher_report['task']['dataset']}` "
-                     f"while aligning its features with {domain.get('num_target_texts', 'some'):,} unlabeled "
-                     f"target-domain texts (`{Path(str(domain.get('target_unlabeled_file'))).name}`) by the "
-                     f"`{domain.get('domain_loss')}` loss, weight {domain.get('domain_loss_weight')}.")
+        count = domain.get("num_target_texts")
+        lines.append(f"**Domain alignment:** the teacher was fine-tuned on "
+                     f"`{teacher_report.get('task', {}).get('dataset', 'its labelled data')}` while aligning its "
+                     f"features with {f'{count:,}' if isinstance(count, int) else 'the'} unlabeled target-domain "
+                     f"texts of `{Path(str(domain.get('target_unlabeled_file'))).name}` by the "
+                     f"`{domain.get('domain_loss')}` loss (weight {domain.get('domain_loss_weight')}).")
     base = teacher_report.get("model", {}).get("name_or_path")
     adapted = _teacher_report(base) if isinstance(base, str) else {}
     if "masked_lm_loss" in adapted:
-        sources = ", ".join(f"{s['name']} ({s['texts']:,} texts)" for s in adapted["texts"]["sources"])
+        sources = ", ".join(f"{s.get('name')} ({s.get('texts')} texts)"
+                            for s in adapted.get("texts", {}).get("sources", []))
+        model = adapted.get("model", {})
         loss = adapted["masked_lm_loss"].get("heldout", {})
-        source = adapted["model"]["name_or_path"]
-        lines.append(f"**Continued pretraining:** the teacher's encoder `{base}` is `{source}` after masked-LM "
-                     f"training on unlabeled texts of the target domain: {sources}"
-                     + (f"; held-out masked-token loss {loss['before']:.3f} → {loss['after']:.3f}" if loss else "")
-                     + ".")
+        measured = ""
+        if "before" in loss and "after" in loss:
+            # A head initialised for the run starts at a random head's loss: the drop is not all the encoder's.
+            head = " (the MLM head was new, so the first value is a random head's)" if model.get(
+                "head_initialised") else ""
+            measured = f"; held-out masked-token loss {loss['before']:.3f} → {loss['after']:.3f}{head}"
+        lines.append(f"**Continued pretraining:** the teacher's encoder `{base}` is `{model.get('name_or_path')}` "
+                     f"after masked-LM training on unlabeled target-domain texts: {sources or 'unrecorded'}"
+                     f"{measured}.")
     return lines
 
 
@@ -283,7 +291,11 @@ def _card_context(run_dir: Path, report: RunReport, repo_id: str | None, base_mo
         "task": task.to_dict(),
         "dataset": dataset,
         "labels": [{"id": i, "label": id2label[i]} for i in sorted(id2label)],
-        "teacher": {"name": teacher_name, "num_layers": teacher.num_layers, "params": _fmt_params(teacher.params)},
+        "teacher": {"name": teacher_name, "num_layers": teacher.num_layers, "params": _fmt_params(teacher.params),
+                    "ensemble": bool(ensemble), "description": (
+                        f"an ensemble of {len(ensemble['teachers'])} teachers ({teacher.num_layers} layers in all: "
+                        + ", ".join(f"`{m['name_or_path']}`" for m in ensemble["teachers"]) + ")"
+                        if ensemble else f"the {teacher.num_layers}-layer teacher `{teacher_name}`")},
         "lineage": describe_lineage(teacher, _teacher_report(teacher.local_path or teacher_name)),
         "base_model": base_model,
         "student": {

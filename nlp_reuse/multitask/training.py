@@ -14,6 +14,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Sampler
 from transformers import Trainer
 
+from nlp_reuse.errors import ConfigError, format_error
 from nlp_reuse.trainers import DistillationTrainer
 
 
@@ -84,6 +85,13 @@ class MultiTaskTrainer(Trainer):
         self.task_sampler: TaskBatchSampler | None = None
 
     def get_train_dataloader(self) -> DataLoader:
+        if self.args.world_size > 1:
+            # accelerate's batch-sampler sharding assumes full batches of one size: with each task's last partial
+            # batch anywhere in the epoch it drops batches and pads a short one with rows of another task.
+            raise ConfigError(format_error(
+                "Multi-task training runs in one process.", "a single process (world size 1)",
+                f"world size {self.args.world_size}", "launch it without accelerate launch / torchrun (one GPU or "
+                "the CPU), or train the tasks in separate runs"))
         self.task_sampler = TaskBatchSampler(
             self.task_sizes, self._train_batch_size, self.task_probabilities, drop_last=self.args.dataloader_drop_last,
             seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
