@@ -204,8 +204,8 @@ def test_lineage_names_domain_alignment_and_continued_pretraining(tmp_path):
     entry = ModelEntry(params=1, num_layers=6, size_mb=1.0, test={"accuracy": 0.9, "macro_f1": 0.9}, latency_ms=1.0)
     alignment, pretraining = describe_lineage(entry, teacher_report)
     assert alignment == ("**Domain alignment:** the teacher was fine-tuned on `builtin:sentiment_movies` while "
-                         "aligning its features with 1,716 unlabeled target-domain texts of `tweets.txt` by the `mmd` loss "
-                         "(weight 1.0).")
+                         "aligning its features with 1,716 unlabeled target-domain texts of `tweets.txt` by the "
+                         "`mmd` loss (weight 1.0).")
     assert pretraining.startswith(f"**Continued pretraining:** the teacher's encoder `{adapted}` is `builtin:minilm` "
                                   "after masked-LM training on unlabeled target-domain texts: tweets.txt (1716 texts)")
     assert "9.810 → 3.200 (the MLM head was new" in pretraining
