@@ -96,6 +96,9 @@ class TeacherEnsemble(nn.Module):
         super().__init__()
         self.teachers = nn.ModuleList(teachers)
         self.config = teachers[0].config  # labels and sizes: the first teacher's, shared by all (checked)
+        # Computed from the Python values (a half-precision teacher casts buffers: T=2.2 would become 2.203); the
+        # buffers only put them into the state dict the cache fingerprint hashes.
+        self.weight_values, self.temperature_value = [float(w) for w in weights], float(temperature)
         self.register_buffer("weights", torch.tensor(weights, dtype=torch.float32))
         self.register_buffer("temperature", torch.tensor(float(temperature)))
         self.register_buffer("combination", torch.tensor(COMBINATIONS[kd_loss]))
@@ -113,7 +116,7 @@ class TeacherEnsemble(nn.Module):
         features = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         features = {k: v for k, v in features.items() if v is not None}
         logits = torch.stack([teacher(**features).logits for teacher in self.teachers])  # (teachers, batch, labels)
-        logits = ensemble_logits(logits, self.weights, float(self.temperature), self.kd_loss)
+        logits = ensemble_logits(logits, torch.tensor(self.weight_values), self.temperature_value, self.kd_loss)
         # Evaluation (Trainer.predict) reads a loss: the cross-entropy of the ensemble's logits with the gold labels.
         loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
@@ -159,12 +162,12 @@ def ensemble_entry(ensemble: TeacherEnsemble, paths: list[str], ensemble_test: d
     `ensemble` each teacher's weight and own test metrics."""
     labels = np.asarray(test_dataset["label"])
     members = []
-    for name, path, teacher, weight in zip(ensemble.names, paths, ensemble.teachers, ensemble.weights.tolist()):
+    for name, path, teacher, weight in zip(ensemble.names, paths, ensemble.teachers, ensemble.weight_values):
         logits = predict_logits(teacher, test_dataset, collator=collator, batch_size=batch_size)
         members.append({"name_or_path": name, "weight": round(weight, 6),
                         "test": classification_metrics(logits.argmax(-1), labels),
                         "size_mb": round(_size_mb(teacher, path), 3)})
-    combination = (f"weighted average of the tempered distributions (T={float(ensemble.temperature):g})"
+    combination = (f"weighted average of the tempered distributions (T={ensemble.temperature_value:g})"
                    if ensemble.kd_loss == "kl" else "weighted average of the logits")
     ensemble = ensemble.to("cpu").eval()
     return ModelEntry(

@@ -54,6 +54,9 @@ def test_ensemble_module_averages_its_teachers(tiny_teacher_dir, second_teacher)
     torch.testing.assert_close(got, 0.25 * pa + 0.75 * pb, atol=1e-6, rtol=0)
     # Weights and temperature are in the state dict: the cache fingerprint hashes them.
     assert {"weights", "temperature", "combination"} <= set(ensemble.state_dict())
+    # A bf16 ensemble (--teacher_dtype bfloat16) still averages at T=2.2 exactly, with weights summing to 1.
+    half = TeacherEnsemble([a, b], [0.25, 0.75], temperature=2.2).to(torch.bfloat16)
+    assert float(half.temperature) != 2.2 and half.temperature_value == 2.2 and sum(half.weight_values) == 1.0
 
 
 def _distill(tmp_path, tiny_data_dir, teachers, *extra):
