@@ -156,19 +156,21 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
             loss, weight = loss.split("@")[0], float(loss.split("@")[1])
         align = ["--target_unlabeled_file", unlabeled, "--domain_loss", loss, "--domain_loss_weight",
                  str(weight)] if loss else []
-        scores = results.setdefault(method, {d: [] for d in ("source_test", *TARGETS)})
+        scores = results.setdefault(method, {d: [] for d in ("source_validation", "source_test", *TARGETS)})
         for seed in seeds:
             folder = out / method.replace("+", "_").replace("@", "_w") / f"seed{seed}"
             report = run_command("finetune", ["--model_name_or_path", base, "--dataset_name",
                                               "builtin:sentiment_movies", *budget.flags(), "--seed", str(seed),
                                               *align], folder)
+            scores["source_validation"].append(report["model"]["validation"]["accuracy"])  # selects W, no target
             scores["source_test"].append(report["model"]["test"]["accuracy"])
             for domain in TARGETS:
                 scores[domain].append(accuracy_on(folder, files[domain]["test"], budget.max_length))
     reference = results[methods[0]]
     rows = []
     for method, scores in results.items():
-        row = {"method": method, "movies (source) test": mean_std(scores["source_test"])}
+        row = {"method": method, "movies (source) validation": mean_std(scores["source_validation"]),
+               "movies test": mean_std(scores["source_test"])}
         for domain in TARGETS:
             row[domain] = mean_std(scores[domain])
             row[f"{domain} vs {methods[0]}"] = delta(scores[domain], reference[domain])
