@@ -15,43 +15,41 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from accelerate import PartialState
 from datasets import Dataset
-from torch import nn
 from transformers import (
     AutoConfig,
-    AutoModel,
-    AutoModelForMaskedLM,
     DataCollatorForLanguageModeling,
-    PreTrainedModel,
     Trainer,
     set_seed,
 )
-from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from nlp_reuse.config import BUILTIN_TEACHER, DataArguments, NlpReuseTrainingArguments, _check_range
 from nlp_reuse.data import load_splits
 from nlp_reuse.errors import ConfigError, DataError, ModelError, format_error
 from nlp_reuse.evaluation import environment
 from nlp_reuse.files import prepare_output_dir, write_json
-from nlp_reuse.modeling import fit_max_length, load_tokenizer, readable_weights, resolve_model_path
+from nlp_reuse.masked_lm import (
+    MAX_MASK_PASSES,
+    LossBeforeAfter,
+    check_masked_lm_support,
+    decoder_tied,
+    fixed_mask_batches,
+    load_masked_lm,
+    masked_token_loss,
+)
+from nlp_reuse.modeling import fit_max_length, load_tokenizer, resolve_model_path
 from nlp_reuse.pipeline import _trainer_args
-from nlp_reuse.predict import eval_mode
 from nlp_reuse.runs import CHECKPOINTS, check_rerun, checkpoint_dir, remove_empty_folders, resolve_resume
 from nlp_reuse.strategies import measure_training
 from nlp_reuse.transfer_set import UNLABELED_SUFFIXES, load_unlabeled_texts
 
 logger = logging.getLogger(__name__)
 
-# Mask draws over the measured texts at most (--loss_masked_tokens).
-MAX_MASK_PASSES = 32
 # The text sources, in the order their texts are read (and deduplicated: the first occurrence is kept).
 TEXT_SOURCES = ("unlabeled_file", "dataset_name", "train_file")
 
@@ -255,142 +253,6 @@ def tokenize_texts(texts: list[str], tokenizer, max_length: int) -> Dataset:
                                 return_special_tokens_mask=True),
         batched=True, remove_columns=["text"], desc="Tokenizing",
     )
-
-
-# ---------------------------------------------------------------------------------------------------------- model
-
-
-@dataclass
-class LoadedMaskedLM:
-    """A masked-LM model and what loading it did."""
-
-    model: PreTrainedModel
-    new_head_weights: list[str]  # weights of the MLM head the checkpoint lacked, initialised here
-    carried: dict[str, torch.Tensor]  # checkpoint weights the MaskedLM class has no place for, saved back (pooler)
-
-    @property
-    def head_initialised(self) -> bool:
-        return bool(self.new_head_weights)
-
-
-def decoder_tied(model: PreTrainedModel) -> bool:
-    """Whether the MLM decoder is the input embedding matrix itself (not a copy)."""
-    output = model.get_output_embeddings()
-    return output is not None and output.weight is model.get_input_embeddings().weight
-
-
-def check_masked_lm_support(config, name_or_path: str) -> None:
-    """A BERT-family encoder AutoModelForMaskedLM can build; raised before any weight is read."""
-    if config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES or getattr(config, "is_encoder_decoder", False):
-        raise ModelError(format_error(
-            f"{name_or_path} cannot be adapted with masked-language modelling.",
-            "a BERT-family encoder that AutoModelForMaskedLM supports (bert, roberta, distilbert, electra, "
-            "deberta-v2, xlm-roberta, ...)",
-            f"model_type {config.model_type!r} ({', '.join(config.architectures or ['no architectures'])})",
-            "adapt the transformer encoder the model was built from (e.g. the teacher), or pass --model_name_or_path "
-            "of a BERT-family checkpoint",
-        ))
-
-
-def load_masked_lm(name_or_path: str) -> LoadedMaskedLM:
-    """`AutoModelForMaskedLM` from a checkpoint with or without an MLM head; a new head's decoder is tied to the input
-    embeddings (a ModelError if the architecture cannot tie them)."""
-    path = resolve_model_path(name_or_path)
-    with readable_weights(path):
-        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
-    prefix = model.base_model_prefix
-    missing = sorted(info["missing_keys"])
-    encoder_missing = [k for k in missing if k.startswith(f"{prefix}.")]
-    if encoder_missing:
-        raise ModelError(format_error(
-            f"The encoder weights of {name_or_path} do not fit {type(model).__name__}.",
-            "every encoder weight in the checkpoint (only the MLM head may be new)",
-            f"{len(encoder_missing)} missing and randomly initialised ({', '.join(encoder_missing[:4])}"
-            f"{', ...' if len(encoder_missing) > 4 else ''})", "pass the folder of a BERT-family encoder",
-        ))
-    new_head = [k for k in missing if not k.startswith(f"{prefix}.")]
-    if new_head:
-        # transformers warns that such a checkpoint "seems corrupted" (its tied head bias is absent): it only has no
-        # MLM head. BERT ties the decoder to the input embeddings; a new head must too, whatever the config says.
-        logger.warning("%s has no masked-LM head: initialised %s (decoder tied to the input embeddings).",
-                       name_or_path, ", ".join(new_head))
-        if not decoder_tied(model):
-            model.config.tie_word_embeddings = True
-            model.tie_weights()
-        if not decoder_tied(model):
-            raise ModelError(format_error(
-                f"The new masked-LM head of {type(model).__name__} cannot be tied to the input embeddings.",
-                "an output embedding that is the input embedding matrix (as BERT's decoder is)",
-                f"output embeddings {type(model.get_output_embeddings()).__name__} with their own weight",
-                "start from a checkpoint that has a trained MLM head, or from a BERT-family encoder",
-            ))
-    return LoadedMaskedLM(model, new_head, _carried_weights(path, model, info["unexpected_keys"]))
-
-
-def _carried_weights(path: str, model: PreTrainedModel, unexpected: set[str]) -> dict[str, torch.Tensor]:
-    """The checkpoint's pooler, which a MaskedLM model has no place for: saved back beside the adapted encoder so a
-    classifier fine-tuned from the folder starts from the same pooler as one fine-tuned from the source."""
-    if not any(".pooler." in f".{key}" for key in unexpected):
-        return {}
-    with readable_weights(path):
-        base = AutoModel.from_pretrained(path)
-    prefix = model.base_model_prefix
-    return {f"{prefix}.{key}": value.detach().clone() for key, value in base.state_dict().items()
-            if key.startswith("pooler.")}
-
-
-# ----------------------------------------------------------------------------------------------------- measurement
-
-
-def fixed_mask_batches(dataset: Dataset, tokenizer, mlm_probability: float, batch_size: int, seed: int,
-                       min_masked_tokens: int = 1) -> tuple[list[dict[str, torch.Tensor]], int]:
-    """`dataset` collated into masked batches by a seeded collator, pass after pass (each pass draws new masks) until
-    at least `min_masked_tokens` tokens are masked or MAX_MASK_PASSES passes are drawn; returns (batches, passes).
-    Collated once: every model measured on the batches sees the same masks."""
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, seed=seed)
-    batches, masked, passes = [], 0, 0
-    while passes < MAX_MASK_PASSES and (passes == 0 or masked < min_masked_tokens):
-        for start in range(0, len(dataset), batch_size):
-            batches.append(collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]))
-            masked += int((batches[-1]["labels"] != -100).sum())
-        passes += 1
-    return batches, passes
-
-
-def masked_token_loss(model: nn.Module, batches: list[dict[str, torch.Tensor]]) -> tuple[float, int]:
-    """(mean cross-entropy per masked token in nats, masked tokens) of `model` on `batches`; every masked token
-    weighs the same, whatever batch it sits in. The loss is nan when no token is masked."""
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    with eval_mode(model), torch.no_grad():
-        for batch in batches:
-            labels = batch["labels"].to(device)
-            inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-            logits = model(**inputs).logits  # (batch, seq, vocab)
-            total += F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
-                                     reduction="sum").item()
-            count += int((labels != -100).sum())
-    return (total / count if count else float("nan")), count
-
-
-@dataclass
-class LossBeforeAfter:
-    """The masked-token loss of the source and the adapted model on the same texts and masks."""
-
-    texts: int
-    mask_passes: int  # masks drawn per text
-    masked_tokens: int  # over all passes
-    before: float
-    after: float | None = None
-
-    def to_dict(self) -> dict:
-        def perplexity(loss):
-            return None if loss is None or math.isnan(loss) else round(math.exp(loss), 4)
-
-        return {"texts": self.texts, "mask_passes": self.mask_passes, "masked_tokens": self.masked_tokens,
-                "before": round(self.before, 6),
-                "after": None if self.after is None else round(self.after, 6),
-                "perplexity_before": perplexity(self.before), "perplexity_after": perplexity(self.after)}
 
 
 @dataclass
