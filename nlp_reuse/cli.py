@@ -43,12 +43,12 @@ def load_yaml_defaults(path: str, valid_keys: set[str]) -> dict:
     return values
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Flag defaults in --help, and the command's docstring (its examples) printed as written, not reflowed."""
 
 
 def make_parser(dataclass_types: tuple, description: str) -> HfArgumentParser:
-    parser = HfArgumentParser(dataclass_types, description=description, formatter_class=_HelpFormatter)
+    parser = HfArgumentParser(dataclass_types, description=description, formatter_class=HelpFormatter)
     parser.add_argument("--config", default=None, help="YAML file of defaults (keys are the argument names below); "
                                                         "command-line flags override it.")
     return parser

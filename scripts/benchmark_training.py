@@ -18,6 +18,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from nlp_reuse.cli import HelpFormatter
 from nlp_reuse.errors import USER_ERRORS, ConfigError, format_error
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's benchmarks/ folder
@@ -58,7 +59,8 @@ class Arguments:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    (args,) = HfArgumentParser(Arguments, description=__doc__).parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser(Arguments, description=__doc__, formatter_class=HelpFormatter)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
     spec = BenchSpec(shape=args.shape, seq_len=args.seq_len, batch_size=args.batch_size, steps=args.steps,
                      warmup=args.warmup, precision=args.precision, compile_backend=args.compile_backend)
     results = add_ratios(run_benchmark(spec, tuple(args.variants.split(","))))

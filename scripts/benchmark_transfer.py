@@ -23,6 +23,8 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from nlp_reuse.cli import HelpFormatter
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's benchmarks/ folder
 from benchmarks.transfer import Budget, cross_domain, multi_teacher, multitask  # noqa: E402
 from nlp_reuse.files import write_json  # noqa: E402
@@ -44,7 +46,7 @@ class Arguments:
         metadata={"help": "cross_domain, comma-separated, the first is the reference: source | dapt | coral | mmd | "
                           "adversarial | dapt+LOSS; LOSS@W sets that loss's --domain_loss_weight. Choose W by the "
                           "source validation accuracy, never by target labels: mmd@1 collapsed to one class (source "
-                          "validation 50.3% against 82.7% without alignment); CORAL divides by 4 d^2 (~1e-8 on "
+                          "validation 50.3%% against 82.7%% without alignment); CORAL divides by 4 d^2 (~1e-8 on "
                           "MiniLM's pooled features at the start) and needs a weight near 1e4."})
     domain_loss_weight: float = field(default=1.0, metadata={"help": "cross_domain: --domain_loss_weight."})
     adapt_epochs: float = field(default=3.0, metadata={"help": "cross_domain: epochs of continued pretraining."})
@@ -61,7 +63,8 @@ class Arguments:
 
 
 def main(argv: list[str] | None = None) -> None:
-    (args,) = HfArgumentParser(Arguments, description=__doc__).parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser(Arguments, description=__doc__, formatter_class=HelpFormatter)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
     out, seeds = Path(args.output_dir), [int(s) for s in args.seeds.split(",")]
     budget = Budget(max_train_samples=args.max_train_samples, num_train_epochs=args.num_train_epochs,
                     learning_rate=args.learning_rate, max_length=args.max_length)

@@ -1,6 +1,7 @@
 """Argument parsing: YAML defaults, command-line overrides, unknown keys, range checks, --help."""
 
 import importlib.metadata
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nlp_reuse.cli import ConfigError, command_line, make_parser, parse_args
-from nlp_reuse.commands import main
+from nlp_reuse.commands import COMMANDS, main
 from nlp_reuse.config import DataArguments, DistillationArguments, DistillScriptArguments, FinetuneArguments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +116,29 @@ def test_help_explains_the_flags():
     assert "--temperature" in out and "Softmax temperature T" in out and "--config" in out
     assert "accelerate launch scripts/distill.py" in out
     assert "accelerate launch -m nlp_reuse.commands.distill" in out
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_answers_help(name, capsys):
+    """A '%' in a flag's help text crashes argparse's --help (it is a format string); every command prints its flags."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "--output_dir" in out
+
+
+@pytest.mark.parametrize("script", ["benchmark_training", "benchmark_transfer"])
+def test_benchmark_scripts_answer_help(script, capsys):
+    """The two benchmark scripts with their own parser: --help prints the docstring's examples as written."""
+    spec = importlib.util.spec_from_file_location(script, ROOT / "scripts" / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "\nExamples:\n    python scripts/" in out and "(default:" in out
 
 
 def test_console_command_dispatches_to_the_same_parsers(capsys):
