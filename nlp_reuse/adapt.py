@@ -2,7 +2,8 @@
 (Gururangan et al. 2020, "Don't Stop Pretraining: Adapt Language Models to Domains and Tasks").
 
 `run_adapt` reads texts (unlabeled files, and the *train* split of labelled datasets only, carved the way `finetune`
-carves it, so no test text leaks into adaptation), trains the encoder's masked-LM objective with `transformers.Trainer`
+carves it, so no test text leaks into adaptation; report.json records the split settings of each, which `finetune`
+and `distill` check, see nlp_reuse.leak_check), trains the encoder's masked-LM objective with `transformers.Trainer`
 + `DataCollatorForLanguageModeling`, and saves a model folder that `nlp-reuse finetune --model_name_or_path` and
 `nlp-reuse distill --student_model_name_or_path` start from. The masked-token loss on held-out texts (and on a sample
 of the training texts) is measured before and after training on the same, fixed masks.
@@ -33,6 +34,7 @@ from nlp_reuse.data import load_splits
 from nlp_reuse.errors import ConfigError, DataError, ModelError, format_error
 from nlp_reuse.evaluation import environment
 from nlp_reuse.files import prepare_output_dir, write_json
+from nlp_reuse.leak_check import split_settings
 from nlp_reuse.masked_lm import (
     MAX_MASK_PASSES,
     LossBeforeAfter,
@@ -75,7 +77,9 @@ class AdaptArguments(NlpReuseTrainingArguments):
                           "builtin:sms_spam | builtin:movie_reviews | builtin:sentiment_{movies,tweets,amazon,nyt} "
                           "or a Hub id. Only the train split is read (validation and test carved with "
                           "--validation_split_size, --test_split_size, --split_seed as finetune carves them), so "
-                          "texts the fine-tuned model is tested on never reach adaptation."},
+                          "texts the fine-tuned model is tested on never reach adaptation; report.json records "
+                          "those settings, and finetune / distill from the adapted folder refuse other ones on the "
+                          "same data."},
     )
     train_file: list[str] | None = field(
         default=None,
@@ -184,6 +188,8 @@ class TextSource:
     flag: str  # unlabeled_file | dataset_name | train_file
     name: str
     texts: int
+    path: str | None = None  # a file's resolved path
+    split: dict | None = None  # labelled data: the settings its train split was carved with (split_settings)
 
 
 @dataclass
@@ -201,15 +207,19 @@ class AdaptTexts:
                 "capped_from": self.capped_from, "num_train": len(self.train), "num_heldout": len(self.heldout)}
 
 
-def _labelled_train_texts(args: AdaptArguments, flag: str, name: str) -> list[str]:
-    """The texts of the train split of a labelled dataset or file, carved as `finetune` carves it."""
+def _labelled_data(args: AdaptArguments, flag: str, name: str) -> DataArguments:
+    """The data arguments `finetune` would read a labelled dataset or file with, carving its splits the same way."""
     builtin = flag == "dataset_name" and name.startswith("builtin:")
-    data_args = DataArguments(
+    return DataArguments(
         dataset_name=name if flag == "dataset_name" else None, train_file=name if flag == "train_file" else None,
         dataset_config=args.dataset_config, text_column="text" if builtin else args.text_column,
         label_column=args.label_column, validation_split_size=args.validation_split_size,
         test_split_size=args.test_split_size, split_seed=args.split_seed,
     )
+
+
+def _train_texts(data_args: DataArguments) -> list[str]:
+    """The texts of the train split of a labelled dataset or file."""
     splits, _ = load_splits(data_args)
     return [text.strip() for text in splits["train"]["text"] if text.strip()]
 
@@ -221,9 +231,13 @@ def collect_texts(args: AdaptArguments) -> AdaptTexts:
     sources = []
     for flag in TEXT_SOURCES:
         for name in getattr(args, flag) or []:
-            read = (load_unlabeled_texts(name, args.text_column) if flag == "unlabeled_file"
-                    else _labelled_train_texts(args, flag, name))
-            sources.append(TextSource(flag, name, len(read)))
+            if flag == "unlabeled_file":
+                read, split = load_unlabeled_texts(name, args.text_column), None
+            else:
+                data_args = _labelled_data(args, flag, name)
+                read, split = _train_texts(data_args), split_settings(data_args)
+            path = None if flag == "dataset_name" else str(Path(name).resolve())
+            sources.append(TextSource(flag, name, len(read), path=path, split=split))
             texts += read
     unique = list(dict.fromkeys(texts))
     rng = np.random.default_rng(args.split_seed)

@@ -34,6 +34,7 @@ from nlp_reuse.evaluation import (
 )
 from nlp_reuse.families import build_student_family
 from nlp_reuse.files import prepare_output_dir, write_json
+from nlp_reuse.leak_check import check_adapted_splits
 from nlp_reuse.modeling import (
     check_compatibility,
     classifier_labels,
@@ -120,6 +121,7 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
     report.json in it (lora/ia3: also OUT/adapter/; features: OUT/encoder/ + the fitted linear layer). With
     --domain_loss, every step also aligns a batch of --target_unlabeled_file texts (nlp_reuse.domain)."""
     check_strategy_combination(args)
+    check_adapted_splits(args.model_name_or_path, data_args)
     out = Path(args.output_dir)
     args.resume_from_checkpoint = resolve_resume(out, args.resume_from_checkpoint, name="model")
     out = prepare_output_dir(out, overwrite=check_rerun(out, args.overwrite_output_dir, args.resume_from_checkpoint,
@@ -238,6 +240,8 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     check_strategy_combination(args)
     check_family_options(script.student_type, family, args.hidden_loss_weight, args.attention_loss_weight,
                          args.strategy)
+    if script.student_model_name_or_path is not None:
+        check_adapted_splits(script.student_model_name_or_path, data_args, flag="--student_model_name_or_path")
     out = Path(args.output_dir)
     args.resume_from_checkpoint = resolve_resume(out, args.resume_from_checkpoint)
     out = prepare_output_dir(out, overwrite=check_rerun(out, args.overwrite_output_dir, args.resume_from_checkpoint))

@@ -1,5 +1,6 @@
 """Domain-adaptive continued pretraining (nlp_reuse.adapt) on tiny models: the masked-token loss on fixed masks,
-the tied head of an encoder saved without one, the adapted folder as a classifier, train-split-only texts, errors."""
+the tied head of an encoder saved without one, the adapted folder as a classifier, train-split-only texts, errors,
+and the leak check of a later run that carves its test split otherwise (nlp_reuse.leak_check)."""
 
 import json
 import math
@@ -24,6 +25,7 @@ from nlp_reuse.commands import main as nlp_reuse_main
 from nlp_reuse.config import DataArguments, FinetuneArguments
 from nlp_reuse.data import load_splits
 from nlp_reuse.errors import ConfigError, DataError, ModelError
+from nlp_reuse.leak_check import adapted_split_leak, check_adapted_splits
 from nlp_reuse.pipeline import run_finetune
 
 QUICK = {"per_device_train_batch_size": 16, "disable_tqdm": True, "max_length": 16, "logging_steps": 1000,
@@ -86,7 +88,7 @@ def adapted(tokenizer, domain_file, tmp_path_factory):
     return base, root / "out", args, report
 
 
-def test_adaptation_lowers_the_masked_token_loss_on_fixed_masks(adapted, tokenizer):
+def test_adaptation_lowers_the_masked_token_loss_on_fixed_masks(adapted, tokenizer, domain_file):
     base, out, args, report = adapted
     saved = json.loads((out / "report.json").read_text())
     assert saved == report
@@ -96,7 +98,7 @@ def test_adaptation_lowers_the_masked_token_loss_on_fixed_masks(adapted, tokeniz
     assert held["perplexity_after"] == pytest.approx(math.exp(held["after"]), rel=1e-3)
     assert saved["model"]["head_initialised"] is False and saved["model"]["decoder_tied"] is True
     assert saved["texts"]["sources"] == [{"flag": "unlabeled_file", "name": str(args.unlabeled_file[0]),
-                                          "texts": 120}]
+                                          "texts": 120, "path": str(domain_file.resolve()), "split": None}]
     assert saved["texts"]["num_train"] + saved["texts"]["num_heldout"] == 120 - saved["texts"]["duplicates_removed"]
     assert saved["adaptation"]["num_train_epochs"] == 8 and saved["adaptation"]["learning_rate"] == 3e-3
     assert saved["command"] == "nlp-reuse adapt ..." and "torch" in saved["environment"]
@@ -209,6 +211,10 @@ def test_labelled_sources_give_their_train_split_texts_only(tmp_path):
     assert [(s.flag, s.texts) for s in texts.sources] == [
         ("unlabeled_file", 2), ("dataset_name", len(tweets["train"])), ("train_file", len(splits["train"]))]
     assert texts.duplicates_removed == 1
+    split = {"dataset_config": None, "text_column": "text", "split_seed": 42, "test_split_size": 0.1,
+             "validation_split_size": 0.1, "label_column": "label"}
+    assert [(s.path, s.split) for s in texts.sources] == [
+        (str(extra.resolve()), None), (None, split), (str(labelled.resolve()), split)]
 
 
 # -------------------------------------------------------------------------------------------------- (d) errors
@@ -253,3 +259,123 @@ def test_a_model_without_masked_lm_support_is_refused(tmp_path, domain_file):
     with pytest.raises(ModelError, match="cannot be adapted with masked-language modelling") as err:
         run_adapt(args)
     assert "model_type 'gpt2'" in str(err.value)
+
+
+# ------------------------------------------------------------ (e) a later run must carve its splits as adapt did
+
+SPLIT = {"dataset_config": None, "text_column": "text", "split_seed": 42, "test_split_size": 0.1,
+         "validation_split_size": 0.1, "label_column": "label"}
+TWEETS = {"flag": "dataset_name", "name": "builtin:sentiment_tweets", "texts": 900, "path": None, "split": SPLIT}
+ADAPTED_WITH = "--split_seed 42 --test_split_size 0.1 --validation_split_size 0.1 --label_column label"
+
+
+def _adaptation(*sources: dict, split_seed: int = 42) -> dict:
+    """An adaptation report.json, as far as the leak check reads it."""
+    return {"texts": {"sources": list(sources)}, "masked_lm_loss": {"heldout": {}},
+            "adaptation": {"split_seed": split_seed}}
+
+
+@pytest.mark.parametrize("flags, found, held_out", [
+    ({"split_seed": 7}, "--split_seed 7 (the adaptation: 42)", "test"),
+    ({"test_split_size": 0.2}, "--test_split_size 0.2 (the adaptation: 0.1)", "test"),
+    ({"label_column": "topic"}, "--label_column topic (the adaptation: label)", "test"),  # another stratification
+    ({"validation_split_size": 0.2}, "--validation_split_size 0.2 (the adaptation: 0.1)", "validation"),
+    ({"split_seed": 7, "test_split_size": 0.2},
+     "--split_seed 7 (the adaptation: 42), --test_split_size 0.2 (the adaptation: 0.1)", "test"),
+])
+def test_other_split_settings_on_the_adapted_data_are_a_leak(flags, found, held_out):
+    data = DataArguments(dataset_name="builtin:sentiment_tweets", **flags)
+    message = adapted_split_leak(_adaptation(TWEETS), data, "runs/tweets")
+    assert message.startswith("--model_name_or_path runs/tweets was adapted (nlp-reuse adapt) on the train split "
+                              "of --dataset_name builtin:sentiment_tweets carved with other split settings")
+    assert f"texts of this run's {held_out} split were adaptation texts" in message
+    assert f"expected: the split settings the adaptation carved with: {ADAPTED_WITH}\n" in message
+    assert f"found:    {found}\n" in message
+    ours = " ".join(f"--{name} {flags.get(name, SPLIT[name])}"
+                    for name in ("split_seed", "test_split_size", "validation_split_size", "label_column"))
+    assert (f"fix:      re-run with the adaptation's split flags {ADAPTED_WITH}, or adapt again with this run's "
+            f"(nlp-reuse adapt --dataset_name builtin:sentiment_tweets {ours} --output_dir NEW_FOLDER)") in message
+
+
+def test_a_train_file_is_the_same_data_under_another_path_to_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    source = {"flag": "train_file", "name": "data/train.csv", "texts": 80, "path": str(tmp_path / "data/train.csv"),
+              "split": SPLIT}
+    data = DataArguments(train_file=str(tmp_path / "data" / ".." / "data" / "train.csv"), split_seed=3)
+    message = adapted_split_leak(_adaptation(source), data, "adapted", flag="--student_model_name_or_path")
+    assert message.startswith("--student_model_name_or_path adapted was adapted (nlp-reuse adapt) on the train "
+                              "split of --train_file data/train.csv")
+    assert "found:    --split_seed 3 (the adaptation: 42)" in message
+    assert adapted_split_leak(_adaptation(source), DataArguments(train_file="data/train.csv"), "adapted") is None
+
+
+@pytest.mark.parametrize("sources, data", [
+    ([TWEETS], DataArguments(dataset_name="builtin:sentiment_tweets")),  # the same settings
+    ([TWEETS], DataArguments(dataset_name="builtin:sentiment_amazon", split_seed=7)),  # other data
+    ([{"flag": "unlabeled_file", "name": "tweets.txt", "texts": 50, "path": "/data/tweets.txt", "split": None}],
+     DataArguments(train_file="/data/tweets.txt", split_seed=7)),  # unlabeled texts only: no split was carved
+    ([{**TWEETS, "flag": "train_file", "name": "t.csv", "path": "/data/t.csv"}],
+     DataArguments(train_file="/data/t.csv", test_file="/data/test.csv", split_seed=7)),  # the test is not carved
+    ([{**TWEETS, "flag": "train_file", "name": "t.csv", "path": "/data/t.csv"}],
+     DataArguments(train_file="/data/t.csv", validation_file="/data/v.csv", validation_split_size=0.3)),
+    ([{**TWEETS, "flag": "train_file", "name": "t.csv", "path": "/data/t.csv"}],
+     DataArguments(train_file="/data/t.csv", text_column="title", split_seed=7)),  # other texts of the file
+])
+def test_no_leak_without_carving_the_adapted_data_otherwise(sources, data):
+    assert adapted_split_leak(_adaptation(*sources), data, "adapted") is None
+
+
+def test_a_report_without_split_settings_compares_the_split_seed_only():
+    old = {key: value for key, value in TWEETS.items() if key not in ("path", "split")}
+    data = DataArguments(dataset_name="builtin:sentiment_tweets", test_split_size=0.3, validation_split_size=0.3)
+    assert adapted_split_leak(_adaptation(old), data, "adapted") is None
+    message = adapted_split_leak(_adaptation(old, split_seed=42), DataArguments(
+        dataset_name="builtin:sentiment_tweets", split_seed=1), "adapted")
+    assert "expected: the split settings the adaptation carved with: --split_seed 42\n" in message
+    assert "found:    --split_seed 1 (the adaptation: 42)" in message
+
+
+@pytest.fixture(scope="module")
+def adapted_on_labels(plain_encoder, tmp_path_factory):
+    """An encoder adapted on the train split of a labelled file (default split settings)."""
+    root = tmp_path_factory.mktemp("adapt_labelled")
+    labelled = write_jsonl(root / "labelled.jsonl", make_examples(60, seed=5))
+    run_adapt(AdaptArguments(output_dir=str(root / "adapted"), model_name_or_path=str(plain_encoder),
+                             train_file=[str(labelled)], num_train_epochs=1, **QUICK))
+    return root / "adapted", labelled
+
+
+def test_finetune_and_distill_from_the_adapted_folder_refuse_other_split_settings(adapted_on_labels, tmp_path,
+                                                                                    capsys):
+    adapted, labelled = adapted_on_labels
+    source = json.loads((adapted / "report.json").read_text())["texts"]["sources"]
+    assert source == [{"flag": "train_file", "name": str(labelled), "texts": 48, "path": str(labelled.resolve()),
+                       "split": SPLIT}]
+    check_adapted_splits(str(adapted), DataArguments(train_file=str(labelled)))  # the same settings pass
+
+    out = tmp_path / "ft"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert nlp_reuse_main(["finetune", "--model_name_or_path", str(adapted), "--train_file", str(labelled),
+                           "--split_seed", "7", "--overwrite_output_dir", "true", "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"nlp-reuse finetune: error: --model_name_or_path {adapted} was adapted" in err
+    assert "found:    --split_seed 7 (the adaptation: 42)" in err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+
+    assert nlp_reuse_main(["distill", "--train_file", str(labelled), "--teacher_model_name_or_path",
+                           str(tmp_path / "teacher"), "--student_model_name_or_path", str(adapted),
+                           "--test_split_size", "0.2", "--output_dir", str(tmp_path / "distill")]) == 2
+    err = capsys.readouterr().err
+    assert f"nlp-reuse distill: error: --student_model_name_or_path {adapted} was adapted" in err
+    assert "found:    --test_split_size 0.2 (the adaptation: 0.1)" in err
+    assert not (tmp_path / "distill").exists()
+
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(f"tasks:\n  - {{name: a, train_file: {labelled}}}\n"
+                     f"  - {{name: b, train_file: {labelled}, label_column: label, split_seed: 7}}\n")
+    assert nlp_reuse_main(["finetune", "--tasks", str(tasks), "--model_name_or_path", str(adapted), "--output_dir",
+                           str(tmp_path / "multitask")]) == 2
+    assert f"error: Task 'b' of {tasks}: --model_name_or_path {adapted} was adapted" in capsys.readouterr().err
+    assert not (tmp_path / "multitask").exists()

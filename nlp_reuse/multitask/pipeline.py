@@ -21,6 +21,7 @@ from nlp_reuse.data import describe, tokenize_splits
 from nlp_reuse.errors import ConfigError, ModelError, StrategyError, format_error
 from nlp_reuse.evaluation import compute_metrics, environment
 from nlp_reuse.files import prepare_output_dir, staged_folder, write_json
+from nlp_reuse.leak_check import check_adapted_splits
 from nlp_reuse.modeling import (
     count_parameters,
     fit_max_length,
@@ -227,6 +228,11 @@ def run_multitask_finetune(tasks_args: MultiTaskArguments, args: FinetuneArgumen
             "--strategy full and --layerwise_lr_decay 1.0", f"--strategy {args.strategy}, --layerwise_lr_decay "
             f"{args.layerwise_lr_decay}", "drop those flags (they apply to single-task runs)"))
     spec = load_tasks_file(tasks_args.tasks)
+    for task in spec.tasks:
+        try:
+            check_adapted_splits(args.model_name_or_path, task.data)
+        except ConfigError as err:
+            raise ConfigError(f"Task {task.name!r} of {spec.source}: {err}") from err
     out = Path(args.output_dir)
     args.resume_from_checkpoint = resolve_resume(out, args.resume_from_checkpoint, name="model")
     out = prepare_output_dir(out, overwrite=check_rerun(out, args.overwrite_output_dir, args.resume_from_checkpoint,
