@@ -209,7 +209,7 @@ def multi_teacher(out: Path, seeds: Sequence[int], budget: Budget, task: str, st
     ensemble_teacher = None
     for name, teacher_dirs in runs.items():
         for seed in seeds:
-            folder = out / "multi_teacher" / name.replace(" ", "_") / f"seed{seed}"
+            folder = out / "multi_teacher" / task / name.replace(" ", "_") / f"seed{seed}"
             report = run_command("distill", [*distill, "--teacher_model_name_or_path", *teacher_dirs,
                                              "--seed", str(seed)], folder)
             results.setdefault(name, []).append(report["student"]["test"]["accuracy"])

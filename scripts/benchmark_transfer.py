@@ -78,9 +78,10 @@ def main(argv: list[str] | None = None) -> None:
         text, results = multi_teacher(out, seeds, budget, args.task, args.student_layers, args.temperature,
                                       args.alpha, args.student_epochs)
     print(text)
-    (out / f"{args.experiment}.md").write_text(text + "\n")
-    write_json(out / f"{args.experiment}.json", {"arguments": vars(args), "results": results})
-    print(f"Table and results written to {out}/{args.experiment}.md and .json")
+    name = f"multi_teacher_{args.task}" if args.experiment == "multi_teacher" else args.experiment
+    (out / f"{name}.md").write_text(text + "\n")
+    write_json(out / f"{name}.json", {"arguments": vars(args), "results": results})
+    print(f"Table and results written to {out}/{name}.md and .json")
 
 
 if __name__ == "__main__":
