@@ -49,6 +49,9 @@ class Arguments:
                           "validation 50.3%% against 82.7%% without alignment); CORAL divides by 4 d^2 (~1e-8 on "
                           "MiniLM's pooled features at the start) and needs a weight near 1e4."})
     domain_loss_weight: float = field(default=1.0, metadata={"help": "cross_domain: --domain_loss_weight."})
+    in_domain_ceiling: bool = field(
+        default=False, metadata={"help": "cross_domain: also fine-tune on each target's other half with its labels "
+                                         "(the ceiling the methods approach; they only read those texts unlabeled)."})
     adapt_epochs: float = field(default=3.0, metadata={"help": "cross_domain: epochs of continued pretraining."})
     adapt_learning_rate: float = field(default=1e-4, metadata={"help": "cross_domain: its learning rate."})
     task: str = field(default="trec6", metadata={"help": "multi_teacher: the builtin task."})
@@ -70,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
                     learning_rate=args.learning_rate, max_length=args.max_length)
     if args.experiment == "cross_domain":
         text, results = cross_domain(out / "cross_domain", seeds, budget, args.methods.split(","),
-                                     args.domain_loss_weight, args.adapt_epochs, args.adapt_learning_rate)
+                                     args.domain_loss_weight, args.adapt_epochs, args.adapt_learning_rate,
+                                     args.in_domain_ceiling)
     elif args.experiment == "multitask":
         text, results = multitask(out, seeds, budget, args.student_layers, args.student_epochs, args.temperature,
                                   args.alpha)
