@@ -43,6 +43,7 @@ from nlp_reuse.masked_lm import (
     fixed_mask_batches,
     load_masked_lm,
     masked_token_loss,
+    warm_up_new_head,
 )
 from nlp_reuse.modeling import fit_max_length, load_tokenizer, resolve_model_path
 from nlp_reuse.pipeline import _trainer_args
@@ -133,6 +134,15 @@ class AdaptArguments(NlpReuseTrainingArguments):
                           "same for both models) until at least this many tokens are masked, in at most "
                           f"{MAX_MASK_PASSES} passes: a few held-out texts still give a steady loss."},
     )
+    head_warmup_steps: int = field(
+        default=0,
+        metadata={"help": "When the MLM head is new (an encoder saved without one, such as the embedded MiniLM): "
+                          "train only the head's own weights this many steps first (encoder and tied decoder frozen), "
+                          "so a random head's gradients do not reach the pretrained encoder. 0: none."},
+    )
+    head_warmup_learning_rate: float = field(
+        default=1e-3, metadata={"help": "Constant learning rate of the head warm-up (AdamW)."}
+    )
     num_train_epochs: float = field(default=1.0, metadata={"help": "Total number of training epochs."})
     learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate of AdamW."})
     per_device_eval_batch_size: int = field(
@@ -169,6 +179,9 @@ class AdaptArguments(NlpReuseTrainingArguments):
                               f"got {self.max_unlabeled_samples}.")
         if self.loss_masked_tokens < 1:
             raise ConfigError(f"--loss_masked_tokens must be >= 1, got {self.loss_masked_tokens}.")
+        if self.head_warmup_steps < 0:
+            raise ConfigError(f"--head_warmup_steps must be >= 0, got {self.head_warmup_steps}.")
+        _check_range("head_warmup_learning_rate", self.head_warmup_learning_rate, 0.0, 1.0, low_open=True)
         if self.train_loss_samples < 0:
             raise ConfigError(f"--train_loss_samples must be >= 0, got {self.train_loss_samples}.")
         if self.push_to_hub:  # Trainer's own push would upload checkpoints and optimizer states
@@ -335,9 +348,16 @@ def run_adapt(args: AdaptArguments, command: str = "") -> dict:
         losses[name] = LossBeforeAfter(texts=len(data), mask_passes=passes[name], masked_tokens=masked, before=before)
     trainer_args = _trainer_args(args, checkpoint_dir(out, "model"))
     trainer_args.remove_unused_columns = False  # keep special_tokens_mask: the collator then needs not recompute it
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=args.mlm_probability)
+    warmup = None
+    # A resumed run's checkpoint already holds the warmed-up head.
+    if loaded.head_initialised and args.head_warmup_steps and args.resume_from_checkpoint is None:
+        warmup = warm_up_new_head(model, loaded.new_head_weights, train, collator, trainer_args,
+                                  args.head_warmup_steps, args.head_warmup_learning_rate, out / CHECKPOINTS / "head")
+        for name in measured:  # the encoder is unchanged here: what remains to gain is the encoder's
+            losses[name].after_head_warmup = masked_token_loss(model, batches[name])[0]
     trainer = Trainer(model=model, args=trainer_args, train_dataset=train, eval_dataset=heldout,
-                      processing_class=tokenizer,
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=args.mlm_probability))
+                      processing_class=tokenizer, data_collator=collator)
     with measure_training(args.device) as cost:
         result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     cost.trainable_params = cost.total_params = sum(p.numel() for p in model.parameters())
@@ -362,7 +382,7 @@ def run_adapt(args: AdaptArguments, command: str = "") -> dict:
                     "num_train_epochs": args.num_train_epochs, "learning_rate": args.learning_rate,
                     "per_device_train_batch_size": args.per_device_train_batch_size,
                     "gradient_accumulation_steps": args.gradient_accumulation_steps, "seed": args.seed,
-                    "split_seed": args.split_seed, "global_steps": result.global_step,
+                    "split_seed": args.split_seed, "head_warmup": warmup, "global_steps": result.global_step,
                     "train_loss": round(result.training_loss, 6), **cost.as_dict()},
         command=command, environment=environment(),
     ).to_dict()

@@ -11,7 +11,14 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from torch import nn
-from transformers import AutoModel, AutoModelForMaskedLM, DataCollatorForLanguageModeling, PreTrainedModel
+from transformers import (
+    AutoModel,
+    AutoModelForMaskedLM,
+    DataCollatorForLanguageModeling,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+)
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from nlp_reuse.errors import ModelError, format_error
@@ -149,6 +156,7 @@ class LossBeforeAfter:
     masked_tokens: int  # over all passes
     before: float
     after: float | None = None
+    after_head_warmup: float | None = None  # a new head trained alone first (--head_warmup_steps): encoder unchanged
 
     def to_dict(self) -> dict:
         def perplexity(loss):
@@ -157,4 +165,37 @@ class LossBeforeAfter:
         return {"texts": self.texts, "mask_passes": self.mask_passes, "masked_tokens": self.masked_tokens,
                 "before": round(self.before, 6),
                 "after": None if self.after is None else round(self.after, 6),
+                **({} if self.after_head_warmup is None else
+                   {"after_head_warmup": round(self.after_head_warmup, 6),
+                    "perplexity_after_head_warmup": perplexity(self.after_head_warmup)}),
                 "perplexity_before": perplexity(self.before), "perplexity_after": perplexity(self.after)}
+
+
+def warm_up_new_head(model: PreTrainedModel, new_head_weights: list[str], train: Dataset, collator,
+                     trainer_args: TrainingArguments, steps: int, learning_rate: float, output_dir) -> dict:
+    """Train only the weights of a new MLM head (`new_head_weights`) for `steps` steps at a constant
+    `learning_rate`; the encoder and the decoder tied to the input embeddings stay frozen. Returns what ran (steps,
+    learning rate, trained weights, last logged loss). The trainable flags are restored afterwards."""
+    trainable = set(new_head_weights)
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    trained = [name for name in flags if name in trainable]  # a tied decoder is listed under the embeddings' name
+    if not trained:
+        raise ModelError(format_error(
+            "The new MLM head has no weights of its own to warm up.", f"some of {new_head_weights} among the "
+            "model's parameters", "all tied to the encoder", "set --head_warmup_steps 0"))
+    for name, param in model.named_parameters():
+        param.requires_grad = name in trainable
+    # Its own arguments (constant rate, no checkpoints, no trackers); the device, precision and seed of the run's.
+    warm_args = TrainingArguments(
+        output_dir=str(output_dir), max_steps=steps, learning_rate=learning_rate, lr_scheduler_type="constant",
+        per_device_train_batch_size=trainer_args.per_device_train_batch_size, seed=trainer_args.seed,
+        data_seed=trainer_args.data_seed, use_cpu=trainer_args.use_cpu, bf16=trainer_args.bf16,
+        fp16=trainer_args.fp16, disable_tqdm=trainer_args.disable_tqdm, save_strategy="no", report_to="none",
+        logging_steps=max(1, steps // 5), remove_unused_columns=False)
+    try:
+        result = Trainer(model=model, args=warm_args, train_dataset=train, data_collator=collator).train()
+    finally:
+        for name, param in model.named_parameters():
+            param.requires_grad = flags[name]
+    return {"steps": result.global_step, "learning_rate": learning_rate, "trained_weights": trained,
+            "train_loss": round(result.training_loss, 6)}

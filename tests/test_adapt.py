@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from datasets import Dataset
 from transformers import (
     AutoModel,
     AutoModelForMaskedLM,
@@ -17,6 +18,7 @@ from transformers import (
     BertModel,
     DataCollatorForLanguageModeling,
     GPT2Config,
+    TrainingArguments,
 )
 
 from conftest import LABELS, make_examples, write_jsonl
@@ -26,6 +28,7 @@ from nlp_reuse.config import DataArguments, FinetuneArguments
 from nlp_reuse.data import load_splits
 from nlp_reuse.errors import ConfigError, DataError, ModelError
 from nlp_reuse.leak_check import adapted_split_leak, check_adapted_splits
+from nlp_reuse.masked_lm import warm_up_new_head
 from nlp_reuse.pipeline import run_finetune
 
 QUICK = {"per_device_train_batch_size": 16, "disable_tqdm": True, "max_length": 16, "logging_steps": 1000,
@@ -152,6 +155,43 @@ def test_a_new_head_is_tied_even_when_the_config_unties_it(tokenizer, tmp_path, 
     with pytest.raises(ModelError, match="cannot be tied to the input embeddings") as err:
         load_masked_lm(str(folder))
     assert "fix:" in str(err.value)
+
+
+def test_head_warmup_trains_the_new_head_alone(plain_encoder, tokenizer, domain_file, tmp_path):
+    """--head_warmup_steps: only the new head's own weights move (encoder and tied decoder frozen), the flags come
+    back, and the masked-token loss drops with the encoder unchanged."""
+    loaded = load_masked_lm(str(plain_encoder))
+    model = loaded.model
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    texts = collect_texts(AdaptArguments(output_dir=str(tmp_path / "o"), model_name_or_path=str(plain_encoder),
+                                         unlabeled_file=[str(domain_file)], **QUICK))
+    train = Dataset.from_dict(dict(tokenizer(texts.train, truncation=True, max_length=16)))
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+    args = TrainingArguments(output_dir=str(tmp_path / "t"), per_device_train_batch_size=16, report_to=[],
+                             disable_tqdm=True, use_cpu=True)
+    ran = warm_up_new_head(model, loaded.new_head_weights, train, collator, args, steps=6, learning_rate=1e-2,
+                           output_dir=tmp_path / "head")
+    moved = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert ran["steps"] == 6 and ran["learning_rate"] == 1e-2
+    assert moved and moved <= set(loaded.new_head_weights) and moved <= set(ran["trained_weights"])
+    assert "bert.embeddings.word_embeddings.weight" not in ran["trained_weights"]  # the tied decoder stays frozen
+    assert all(p.requires_grad for p in model.parameters())
+
+    # End to end: the report gives the loss after the warm-up (encoder unchanged) between before and after.
+    report = run_adapt(AdaptArguments(output_dir=str(tmp_path / "adapted"), model_name_or_path=str(plain_encoder),
+                                      unlabeled_file=[str(domain_file)], validation_fraction=0.2,
+                                      train_loss_samples=0, loss_masked_tokens=100, num_train_epochs=4,
+                                      learning_rate=3e-3, head_warmup_steps=40, head_warmup_learning_rate=1e-2,
+                                      **QUICK))
+    held = report["masked_lm_loss"]["heldout"]
+    assert held["after_head_warmup"] < held["before"] - 0.3 and held["after"] < held["after_head_warmup"] - 0.3
+    assert report["adaptation"]["head_warmup"]["steps"] == 40
+    assert not (tmp_path / "adapted" / "checkpoints").exists()
+
+
+def test_head_warmup_is_skipped_for_a_trained_head(adapted):
+    assert adapted[3]["adaptation"]["head_warmup"] is None
+    assert "after_head_warmup" not in adapted[3]["masked_lm_loss"]["heldout"]
 
 
 def test_adapted_plain_encoder_loads_as_a_classifier_and_finetunes(plain_encoder, domain_file, tiny_data_dir,
