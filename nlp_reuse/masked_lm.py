@@ -191,7 +191,8 @@ def warm_up_new_head(model: PreTrainedModel, new_head_weights: list[str], train:
         per_device_train_batch_size=trainer_args.per_device_train_batch_size, seed=trainer_args.seed,
         data_seed=trainer_args.data_seed, use_cpu=trainer_args.use_cpu, bf16=trainer_args.bf16,
         fp16=trainer_args.fp16, disable_tqdm=trainer_args.disable_tqdm, save_strategy="no", report_to="none",
-        logging_steps=max(1, steps // 5), remove_unused_columns=False)
+        dataloader_pin_memory=trainer_args.dataloader_pin_memory, logging_steps=max(1, steps // 5),
+        remove_unused_columns=False)
     try:
         result = Trainer(model=model, args=warm_args, train_dataset=train, data_collator=collator).train()
     finally:
