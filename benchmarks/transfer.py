@@ -162,17 +162,21 @@ def in_domain(out: Path, files: dict, seeds: Sequence[int], budget: Budget) -> d
 
 
 def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Sequence[str], domain_loss_weight: float,
-                 adapt_epochs: float, adapt_learning_rate: float, ceiling: bool = False) -> tuple[str, dict]:
+                 adapt_epochs: float, adapt_learning_rate: float, ceiling: bool = False,
+                 head_warmup_steps: int = 0) -> tuple[str, dict]:
     """Fine-tune on movie snippets; test on the held-out halves of tweets, Amazon and NYT. `methods`: source
     (source only), dapt (continued MLM pretraining on the targets' unlabeled halves first), coral | mmd |
     adversarial (alignment with the unlabeled halves while fine-tuning), dapt+LOSS (both). `ceiling`: also the
-    in-domain row (`in_domain`), how much room each target leaves."""
+    in-domain row (`in_domain`), how much room each target leaves. `head_warmup_steps`: MiniLM's new MLM head trains
+    alone that many steps before continued pretraining (its runs go to folders suffixed `_head{N}`)."""
     files = split_targets(out)
     unlabeled = str(files["all"]["unlabeled"])
     adapted = None
+    suffix = f"_head{head_warmup_steps}" if head_warmup_steps else ""
     if any(m.startswith("dapt") for m in methods):
-        adapted = out / "adapted"
+        adapted = out / ("adapted" + suffix)
         run_command("adapt", ["--model_name_or_path", "builtin:minilm", "--unlabeled_file", unlabeled,
+                              "--head_warmup_steps", str(head_warmup_steps),
                               "--num_train_epochs", str(adapt_epochs), "--learning_rate", str(adapt_learning_rate),
                               "--max_length", str(budget.max_length), "--per_device_train_batch_size", "32",
                               "--seed", "1", "--disable_tqdm", "true"], adapted)
@@ -187,7 +191,8 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
                  str(weight)] if loss else []
         scores = results.setdefault(method, {d: [] for d in ("source_validation", "source_test", *TARGETS)})
         for seed in seeds:
-            folder = out / method.replace("+", "_").replace("@", "_w") / f"seed{seed}"
+            folder = out / (method.replace("+", "_").replace("@", "_w") + (suffix if method.startswith("dapt") else
+                                                                            "")) / f"seed{seed}"
             report = run_command("finetune", ["--model_name_or_path", base, "--dataset_name",
                                               "builtin:sentiment_movies", *budget.flags(), "--seed", str(seed),
                                               *align], folder)

@@ -53,7 +53,10 @@ class Arguments:
         default=False, metadata={"help": "cross_domain: also fine-tune on each target's other half with its labels "
                                          "(the ceiling the methods approach; they only read those texts unlabeled)."})
     adapt_epochs: float = field(default=3.0, metadata={"help": "cross_domain: epochs of continued pretraining."})
-    adapt_learning_rate: float = field(default=1e-4, metadata={"help": "cross_domain: its learning rate."})
+    adapt_head_warmup_steps: int = field(
+        default=0, metadata={"help": "cross_domain: adapt --head_warmup_steps (MiniLM's MLM head is new); its runs go "
+                                     "to folders suffixed _headN."})
+    adapt_learning_rate: float = field(default=1e-4, metadata={"help": "cross_domain: peak learning rate of continued pretraining."})
     task: str = field(default="trec6", metadata={"help": "multi_teacher: the builtin task."})
     student_layers: int = field(default=3, metadata={"help": "multitask / multi_teacher: student depth."})
     student_epochs: float = field(default=3.0, metadata={"help": "multitask / multi_teacher: student epochs."})
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.experiment == "cross_domain":
         text, results = cross_domain(out / "cross_domain", seeds, budget, args.methods.split(","),
                                      args.domain_loss_weight, args.adapt_epochs, args.adapt_learning_rate,
-                                     args.in_domain_ceiling)
+                                     args.in_domain_ceiling, args.adapt_head_warmup_steps)
     elif args.experiment == "multitask":
         text, results = multitask(out, seeds, budget, args.student_layers, args.student_epochs, args.temperature,
                                   args.alpha)
