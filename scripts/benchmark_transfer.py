@@ -56,7 +56,8 @@ class Arguments:
     adapt_head_warmup_steps: int = field(
         default=0, metadata={"help": "cross_domain: adapt --head_warmup_steps (MiniLM's MLM head is new); its runs go "
                                      "to folders suffixed _headN."})
-    adapt_learning_rate: float = field(default=1e-4, metadata={"help": "cross_domain: peak learning rate of continued pretraining."})
+    adapt_learning_rate: float = field(
+        default=1e-4, metadata={"help": "cross_domain: peak learning rate of continued pretraining."})
     task: str = field(default="trec6", metadata={"help": "multi_teacher: the builtin task."})
     student_layers: int = field(default=3, metadata={"help": "multitask / multi_teacher: student depth."})
     student_epochs: float = field(default=3.0, metadata={"help": "multitask / multi_teacher: student epochs."})
