@@ -1,5 +1,5 @@
-"""The run reports (``report.json``) as dataclasses: what `nlp-reuse distill` and `nlp-reuse finetune` write, and
-what `nlp-reuse push` and the model card read.
+"""The run reports (``report.json``) as dataclasses: what `nlp-reuse distill` and `nlp-reuse finetune` write (with
+``--tasks``: a `MultiTaskReport`), and what `nlp-reuse push` and the model card read.
 
 ``from_dict`` checks a report once, where it is read: a missing key or a value of the wrong JSON type is a
 `ReportError` naming the key's path (``student.test.accuracy``) and the file. Keys a class does not know are kept
@@ -394,7 +394,113 @@ class FinetuneReport:
                          "environment": self.environment}, self.extra)
 
 
+# Settings multi-task distillation does not record because it allows no other value (nlp_reuse.multitask.pipeline.
+# check_multitask_distillation refuses the flags): the single-task view of one task fills them in.
+MULTITASK_DISTILLATION_FIXED = {"hidden_loss_weight": 0.0, "hidden_loss": "mse", "attention_loss_weight": 0.0,
+                                "layer_map": [], "strategy": "full", "student_type": "transformer"}
+
+
+@dataclass
+class TaskResult:
+    """One task of a multi-task report: its data, its measured model(s), and (distillation) the retention."""
+
+    task: TaskInfo
+    models: dict[str, ModelEntry]  # "model" (fine-tuning) or "teacher" and "student" (distillation)
+    retention: float | None = None  # student / teacher test accuracy
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    MODEL_KEYS: ClassVar[tuple[str, ...]] = ("model", "teacher", "student")
+
+    @classmethod
+    def _read(cls, f: _Fields, distilled: bool) -> TaskResult:
+        f.require(("task", "teacher", "student", "retention") if distilled else ("task", "model"))
+        present = [key for key in cls.MODEL_KEYS if key in f.keys()]
+        return cls(
+            task=TaskInfo._read(f.nested("task")),
+            models={key: ModelEntry._read(f.nested(key), require=("name_or_path",) if key == "teacher" else ())
+                    for key in present},
+            retention=f.get("retention", _NUMBER), extra=f.extra(),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return _present({"task": self.task.to_dict(), **{name: e.to_dict() for name, e in self.models.items()},
+                         "retention": self.retention}, self.extra)
+
+
+@dataclass
+class MultiTaskReport:
+    """``OUT/report.json`` of `nlp-reuse finetune --tasks` or `nlp-reuse distill --tasks`: every task's data and
+    measured model(s), the rule that drew each batch's task, the joint checkpoint, and how it was trained."""
+
+    tasks: dict[str, TaskResult]  # in the tasks file's order
+    # rule, temperature, per-task probabilities, batches per epoch, and the batches this run's sampler drew (all
+    # processes together; a run resumed from a checkpoint counts from the epoch it resumes in)
+    sampling: dict[str, Any]
+    joint: dict[str, Any]  # the "multitask" key: the joint checkpoint's path, tasks, parameters (encoder once)
+    training_key: str  # "finetuning" or "distillation"
+    training: dict[str, Any]
+    command: str
+    environment: dict[str, Any] | None
+    retention: float | None = None  # mean over tasks (distillation)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    KEY: ClassVar[str] = "multitask"  # the key that tells a multi-task report from a single-task one
+    REQUIRED: ClassVar[tuple[str, ...]] = ("multitask", "tasks", "sampling", "command")
+    TRAINING_KEYS: ClassVar[tuple[str, ...]] = ("distillation", "finetuning")
+
+    @property
+    def distilled(self) -> bool:
+        return self.training_key == "distillation"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str | Path = REPORT_FILE) -> MultiTaskReport:
+        f = _Fields(d, "", str(source)).require(cls.REQUIRED)
+        training_key = next((key for key in cls.TRAINING_KEYS if key in f.keys()), None)
+        if training_key is None:
+            raise ReportError(format_error(
+                f"{source} lacks the multi-task run's training settings.",
+                f"one of {list(cls.TRAINING_KEYS)} (`nlp-reuse distill --tasks` or `nlp-reuse finetune --tasks`)",
+                f"the keys {sorted(f.keys())}", _FIX))
+        training = f.get(training_key, _OBJECT)
+        if training_key == "distillation":  # checked here, so that every task's view reads
+            DistillationSettings._read(_Fields({**MULTITASK_DISTILLATION_FIXED, **training}, training_key,
+                                               str(source)))
+        f.nested("sampling").require(("rule", "temperature"))  # the card states the rule
+        tasks = f.nested("tasks")
+        if not tasks.keys():
+            raise ReportError(format_error(f"{source}: 'tasks' is empty.", "one entry per task of the run", "{}",
+                                           _FIX))
+        return cls(
+            tasks={name: TaskResult._read(tasks.nested(name), training_key == "distillation")
+                   for name in tasks.keys()},
+            sampling=f.get("sampling", _OBJECT), joint=f.get("multitask", _OBJECT), training_key=training_key,
+            training=training, command=f.get("command", _STR), environment=f.get("environment", _OBJECT),
+            retention=f.get("retention", _NUMBER), extra=f.extra(),
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> MultiTaskReport:
+        return cls.from_dict(read_json_object(path), source=path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _present({"multitask": self.joint, "tasks": {name: r.to_dict() for name, r in self.tasks.items()},
+                         "sampling": self.sampling, self.training_key: self.training, "retention": self.retention,
+                         "command": self.command, "environment": self.environment}, self.extra)
+
+    def task_report(self, name: str) -> RunReport:
+        """Task `name` of a multi-task distillation as a single-task `RunReport`, the report `nlp-reuse push --task`
+        publishes and the card reads: that task's data, its teacher head, its student and retention, and the run's
+        distillation settings (with MULTITASK_DISTILLATION_FIXED), command and environment."""
+        result = self.tasks[name]
+        return RunReport(
+            task=result.task, teacher=result.models["teacher"], student=result.models["student"],
+            retention=result.retention,
+            distillation=DistillationSettings.from_dict({**MULTITASK_DISTILLATION_FIXED, **self.training}),
+            command=self.command, environment=self.environment,
+        )
+
+
 __all__ = [
-    "REPORT_FILE", "TEST_METRICS", "DistillationSettings", "FinetuneReport", "ModelEntry", "ReportError",
-    "RunReport", "TaskInfo", "read_json_object",
+    "MULTITASK_DISTILLATION_FIXED", "REPORT_FILE", "TEST_METRICS", "DistillationSettings", "FinetuneReport",
+    "ModelEntry", "MultiTaskReport", "ReportError", "RunReport", "TaskInfo", "TaskResult", "read_json_object",
 ]

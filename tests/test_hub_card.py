@@ -213,3 +213,39 @@ def test_lineage_names_domain_alignment_and_continued_pretraining(tmp_path):
     partial = describe_lineage(entry, {"domain_adaptation": {"domain_loss": "coral"}})
     assert partial[0].startswith("**Domain alignment:** the teacher was fine-tuned on `its labelled data`")
     assert describe_lineage(entry, {}) == []
+
+
+def test_joint_training_line_of_a_three_task_proportional_run():
+    from nlp_reuse.hub import describe_joint_training
+    from nlp_reuse.report import MultiTaskReport, ReportError
+
+    def entry(accuracy, **extra):
+        return {**extra, "params": 1, "num_layers": 3, "size_mb": 1.0,
+                "test": {"accuracy": accuracy, "macro_f1": accuracy}, "latency_ms": 1.0}
+
+    task = {"dataset": "builtin:trec6", "labels": TREC6, "text_column": "text", "num_train": 2000,
+            "num_validation": 538, "num_test": 538}
+    accuracies = {"trec6": (0.9498, 0.9275), "sms_spam": (0.9845, 0.9889), "movie_reviews": (0.8042, 0.7890)}
+    report = {
+        "multitask": {"path": "joint", "tasks": list(accuracies)},
+        "tasks": {name: {"task": task, "teacher": entry(teacher, name_or_path="runs/teacher"),
+                         "student": entry(student, path=f"tasks/{name}"), "retention": student / teacher}
+                  for name, (teacher, student) in accuracies.items()},
+        "sampling": {"rule": "proportional", "temperature": 1.0},
+        "distillation": {"temperature": 2.0, "alpha": 0.5, "student_init": "teacher_layers:[0, 2, 5]",
+                         "num_train_epochs": 3.0, "learning_rate": 2e-4, "per_device_train_batch_size": 32,
+                         "seed": 1},
+        "command": "nlp-reuse distill --tasks tasks.yaml ...",
+    }
+    assert describe_joint_training(MultiTaskReport.from_dict(report), "sms_spam") == (
+        "**Multi-task:** trained jointly with tasks `trec6`, `sms_spam` and `movie_reviews` on one shared encoder "
+        "(sampling: proportional, each batch's task drawn with probability ∝ its training-set size); this repo holds "
+        "task `sms_spam`'s head and the shared encoder. The multi-task teacher's own `sms_spam` head reaches test "
+        "accuracy 0.9845; the other tasks' heads on this student's encoder reach test accuracy `trec6` 0.9275 and "
+        "`movie_reviews` 0.7890.")
+    view = MultiTaskReport.from_dict(report).task_report("movie_reviews")
+    assert (view.student.path, view.retention, view.distillation.hidden_loss_weight) == (
+        "tasks/movie_reviews", 0.789 / 0.8042, 0.0)
+    del report["distillation"]["alpha"]
+    with pytest.raises(ReportError, match=r"'distillation' lacks \['alpha'\]"):
+        MultiTaskReport.from_dict(report)

@@ -1,7 +1,9 @@
 """Multi-task fine-tuning and distillation (nlp_reuse.multitask) on tiny models: the task sampler's proportions, one
-shared encoder, the joint and per-task checkpoints, the distilled multi-task student, and the tasks-file errors."""
+shared encoder, the joint and per-task checkpoints, the distilled multi-task student, the tasks-file errors, and
+publishing one task of a multi-task student (`nlp-reuse push --task`)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +11,16 @@ import pytest
 import torch
 import yaml
 from datasets import concatenate_datasets
+from hub_support import REPO, ROOT_FILES, expected_cells, folder_bytes, split_card, table_rows
+from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, TrainerCallback
 
 from conftest import build_tiny_bert, make_examples, write_jsonl
-from nlp_reuse.commands import distill, finetune
+from nlp_reuse import commands
+from nlp_reuse.commands import distill, finetune, push
 from nlp_reuse.config import DistillationArguments, FinetuneArguments
 from nlp_reuse.errors import ConfigError, StrategyError
+from nlp_reuse.hub import default_commit_message, load_run_report, push_to_hub, render_model_card
 from nlp_reuse.losses import kd_kl_loss
 from nlp_reuse.modeling import load_for_finetuning
 from nlp_reuse.multitask import (
@@ -31,6 +37,7 @@ from nlp_reuse.multitask import (
 )
 from nlp_reuse.multitask.pipeline import tokenize_tasks
 from nlp_reuse.multitask.tasks import load_task_data
+from nlp_reuse.report import MultiTaskReport, ReportError
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--latency_samples", "2",
@@ -281,6 +288,7 @@ def finetuned(base_dir, tasks_yaml, tmp_path_factory):
 def test_finetune_tasks_writes_joint_task_folders_and_report(finetuned, base_dir):
     out, report = finetuned
     assert json.loads((out / "report.json").read_text()) == report
+    assert MultiTaskReport.from_dict(report).to_dict() == report  # what the run writes fits the schema
     assert report["command"].startswith("nlp-reuse finetune --tasks ")
     sampling = report["sampling"]
     assert sampling["rule"] == "temperature" and sampling["temperature"] == 2.0
@@ -316,12 +324,19 @@ def test_multitask_student_copies_teacher_layers_and_heads(finetuned):
         assert torch.equal(student.heads[task].classifier.weight, teacher.heads[task].classifier.weight)
 
 
-def test_distill_tasks_writes_students_and_retention(finetuned, tasks_yaml, tmp_path):
-    teacher_dir, teacher_report = finetuned
-    out = tmp_path / "student"
-    report = distill.main(["--tasks", str(tasks_yaml), "--teacher_model_name_or_path", str(teacher_dir),
+@pytest.fixture(scope="module")
+def distilled(finetuned, tasks_yaml, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mt") / "student"
+    report = distill.main(["--tasks", str(tasks_yaml), "--teacher_model_name_or_path", str(finetuned[0]),
                            "--student_num_layers", "2", "--output_dir", str(out), "--temperature", "2", *FAST])
+    return out, report
+
+
+def test_distill_tasks_writes_students_and_retention(finetuned, distilled):
+    teacher_report = finetuned[1]
+    out, report = distilled
     assert json.loads((out / "report.json").read_text()) == report
+    assert MultiTaskReport.from_dict(report).to_dict() == report
     assert report["distillation"]["student_init"] == "teacher_layers:[0, 3]"
     for name in ("sentiment", "binary"):
         entry = report["tasks"][name]
@@ -336,3 +351,127 @@ def test_distill_tasks_writes_students_and_retention(finetuned, tasks_yaml, tmp_
     assert load_multitask(out).task_names == ["sentiment", "binary"]
     assert report["retention"] == pytest.approx(np.mean([report["tasks"][n]["retention"] for n in report["tasks"]]),
                                                 abs=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------ publishing one task
+def test_push_task_ships_that_tasks_folder_and_card(distilled, finetuned, tmp_path, capsys):
+    out, report = distilled
+    dry = tmp_path / "dry"
+    push.main(["--model_dir", str(out), "--task", "binary", "--dry_run", str(dry)])
+    assert "Dry run, nothing uploaded" in capsys.readouterr().out
+    files = folder_bytes(dry)
+    assert set(files) == ROOT_FILES | {"README.md", "report.json", "run_args.json"}  # no joint/, no other task
+    task_dir = out / "tasks" / "binary"
+    assert files["model.safetensors"] == (task_dir / "model.safetensors").read_bytes()
+    shipped, saved = load_file(dry / "model.safetensors"), load_file(task_dir / "model.safetensors")
+    assert shipped.keys() == saved.keys() and all(torch.equal(shipped[k], saved[k]) for k in saved)
+    entry, other = report["tasks"]["binary"], report["tasks"]["sentiment"]
+    model = AutoModelForSequenceClassification.from_pretrained(dry)
+    assert list(model.config.id2label.values()) == entry["task"]["labels"]
+    assert json.loads(files["report.json"]) == report  # the whole run's numbers, as the run wrote them
+
+    card = files["README.md"].decode()
+    assert card == render_model_card(out, task="binary")
+    meta, body = split_card(card)
+    metrics = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    assert metrics == {"accuracy": entry["student"]["test"]["accuracy"], "f1": entry["student"]["test"]["macro_f1"]}
+    assert "multi-task" in meta["tags"] and "onnx" not in meta["tags"]
+    assert table_rows(body) == {
+        f"Multi-task teacher (`{finetuned[0]}`), its `binary` head": expected_cells(entry["teacher"],
+                                                                                     entry["teacher"]),
+        "**Student (this model)**": expected_cells(entry["student"], entry["teacher"])}
+    assert f"{100 * entry['retention']:.1f}% of the teacher's accuracy" in body
+    assert "\n".join(f"| {i} | {label} |" for i, label in enumerate(entry["task"]["labels"])) in body
+    assert f"({entry['task']['num_test']} examples) it reaches accuracy " in body
+    kd = report["distillation"]
+    assert f"temperature {kd['temperature']}; alpha {kd['alpha']}" in body and "Hidden-state loss:** off" in body
+    assert f"initialised as `{kd['student_init']}`" in body
+    lineage = ("**Multi-task:** trained jointly with tasks `sentiment` and `binary` on one shared encoder (sampling: "
+               "temperature 2.0, each batch's task drawn with probability ∝ n^(1/2.0), n its training-set size); "
+               "this repo holds task `binary`'s head and the shared encoder. The multi-task teacher's own `binary` "
+               f"head reaches test accuracy {entry['teacher']['test']['accuracy']:.4f}; the other tasks' heads on "
+               f"this student's encoder reach test accuracy `sentiment` {other['student']['test']['accuracy']:.4f}.")
+    assert f"\n- {lineage}\n" in body
+    assert f"fine-tuned with:\n\n```bash\n{finetuned[1]['command']}\n```" in body
+    assert f"distilled from it with:\n\n```bash\n{report['command']}\n```" in body
+
+
+def test_push_task_to_the_hub_standin(distilled, hub, tmp_path):
+    out, report = distilled
+    assert push_to_hub(out, REPO, task="sentiment") == f"{hub.endpoint}/{REPO}"
+    dry = push_to_hub(out, REPO, task="sentiment", dry_run=tmp_path / "dry")
+    remote = hub.files(REPO)
+    assert remote.pop(".gitattributes")
+    assert remote == folder_bytes(Path(dry))
+    assert remote["model.safetensors"] == (out / "tasks" / "sentiment" / "model.safetensors").read_bytes()
+    summary = hub.commits(REPO)[-1].summary
+    assert summary == default_commit_message(load_run_report(out, "sentiment"), "sentiment")
+    accuracy = report["tasks"]["sentiment"]["student"]["test"]["accuracy"]
+    assert summary.startswith(f"Upload 2-layer task sentiment of a multi-task distilled student (test accuracy "
+                              f"{accuracy:.4f}, ")
+
+
+def test_push_task_errors_say_expected_found_fix_before_writing(distilled, finetuned, trec6_run, tmp_path, capsys):
+    out, report = distilled
+    dry = tmp_path / "dry"
+
+    def refused(model_dir, *flags) -> str:
+        assert commands.main(["push", "--model_dir", str(model_dir), *flags, "--dry_run", str(dry)]) == 2
+        assert not dry.exists()
+        err = capsys.readouterr().err
+        assert err.startswith("nlp-reuse push: error: ") and "\n  expected: " in err and "\n  fix:      " in err
+        return err
+
+    err = refused(out)
+    assert f"{out} is a multi-task run (2 tasks, one shared encoder)" in err
+    assert "expected: --task NAME, one of ['sentiment', 'binary']" in err and "found:    no --task" in err
+    assert "fix:      add --task NAME (e.g. --task sentiment)" in err
+    err = refused(out, "--task", "binar")
+    assert f"{out} has no task 'binar'" in err and "found:    --task binar (did you mean binary?)" in err
+    err = refused(trec6_run, "--task", "binary")
+    assert "--task binary picks one task of a multi-task run" in err and "is a single-task run" in err
+    assert "fix:      drop --task" in err
+
+    broken = Path(shutil.copytree(out, tmp_path / "broken"))
+    shutil.rmtree(broken / "tasks" / "binary")
+    err = refused(broken, "--task", "binary")
+    assert f"Task 'binary' of {broken} has no model folder" in err
+    assert f"found:    {broken / 'tasks'} holds sentiment" in err
+    push.main(["--model_dir", str(broken), "--task", "sentiment", "--dry_run", str(tmp_path / "sentiment")])
+    assert (tmp_path / "sentiment" / "model.safetensors").is_file()  # the other task still ships
+
+    report_path = broken / "report.json"
+    damaged = json.loads(report_path.read_text())
+    del damaged["tasks"]["sentiment"]["student"]["test"]["accuracy"]
+    report_path.write_text(json.dumps(damaged))
+    err = refused(broken, "--task", "binary")
+    assert "'tasks.sentiment.student.test' lacks ['accuracy']" in err
+
+
+def test_push_refuses_multitask_finetune_runs_as_it_refuses_single_task_ones(finetuned, tmp_path, capsys):
+    teacher_dir, teacher_report = finetuned
+    # A single-task fine-tuning run is refused as a report that is no distill run's: multi-task ones the same way.
+    single = tmp_path / "single"
+    single.mkdir()
+    entry = teacher_report["tasks"]["sentiment"]
+    (single / "report.json").write_text(json.dumps({"task": entry["task"], "model": entry["model"],
+                                                    "finetuning": teacher_report["finetuning"],
+                                                    "command": "nlp-reuse finetune ..."}))
+    with pytest.raises(ReportError, match=r"lacks \['teacher', 'student', 'retention', 'distillation'\]"):
+        push.main(["--model_dir", str(single), "--dry_run", str(tmp_path / "dry")])
+    for flags in ([], ["--task", "binary"]):
+        with pytest.raises(ReportError) as err:
+            push.main(["--model_dir", str(teacher_dir), *flags, "--dry_run", str(tmp_path / "dry")])
+        message = str(err.value)
+        assert "is a multi-task fine-tuning run (`nlp-reuse finetune --tasks`)" in message
+        assert "expected: the report of `nlp-reuse distill --tasks`" in message
+        assert f"fix:      distill it first (nlp-reuse distill --tasks TASKS.yaml --teacher_model_name_or_path " \
+               f"{teacher_dir} " in message
+    assert not (tmp_path / "dry").exists()
+
+
+def test_push_help_lists_task(capsys):
+    with pytest.raises(SystemExit):
+        push.main(["--help"])
+    out = capsys.readouterr().out
+    assert "--task TASK" in out and "multi-task run" in out

@@ -2,6 +2,7 @@
 
     nlp-reuse push --model_dir runs/demo/distill --repo_id my-user/minilm-trec6-student
     nlp-reuse push --model_dir runs/demo/distill --repo_id my-user/minilm-trec6-student --dry_run out/upload
+    nlp-reuse push --model_dir runs/multitask/student --task trec6 --repo_id my-user/minilm-l3-multitask-trec6
 
 The token comes from HF_TOKEN or `hf auth login` (there is no --token flag: it would land in shell history), the
 endpoint from HF_ENDPOINT. Pushing needs HF_HUB_OFFLINE unset or 0 (the Makefile sets it to 1).
@@ -18,7 +19,15 @@ from nlp_reuse.hub import check_repo_id, describe_folder, prepare_upload_folder,
 @dataclass
 class PushArguments:
     model_dir: str = field(
-        metadata={"help": "Run folder written by scripts/distill.py --output_dir (holds report.json and student/)."}
+        metadata={"help": "Run folder written by `nlp-reuse distill --output_dir` (holds report.json and student/; "
+                          "with --tasks, tasks/NAME/ per task)."}
+    )
+    task: str | None = field(
+        default=None,
+        metadata={"help": "For a multi-task run (`nlp-reuse distill --tasks`): the task to publish. Its folder "
+                          "tasks/NAME (the shared encoder and that task's head) is the model uploaded, and the card "
+                          "is that task's. Required for such a run, refused for a single-task one; push each task to "
+                          "its own repo."},
     )
     repo_id: str | None = field(
         default=None,
@@ -66,11 +75,11 @@ def main(argv: list[str] | None = None) -> str:
     (args,) = make_parser().parse_args_into_dataclasses(args=argv)
     card_kwargs = {"license": args.license, "language": args.language, "base_model": args.base_model}
     if args.dry_run is not None and args.repo_id is None:
-        prepare_upload_folder(args.model_dir, args.dry_run, **card_kwargs)
+        prepare_upload_folder(args.model_dir, args.dry_run, task=args.task, **card_kwargs)
         result = args.dry_run
     else:
         result = push_to_hub(
-            args.model_dir, args.repo_id, private=args.private, revision=args.revision,
+            args.model_dir, args.repo_id, task=args.task, private=args.private, revision=args.revision,
             commit_message=args.commit_message, delete_patterns=args.delete_patterns, dry_run=args.dry_run,
             **card_kwargs,
         )

@@ -17,9 +17,9 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from nlp_reuse.families import BiLSTMConfig, StaticEmbeddingConfig
-from nlp_reuse.hub.run_folder import ONNX_SUBFOLDERS, load_run_report, onnx_folders, student_dir
+from nlp_reuse.hub.run_folder import ONNX_SUBFOLDERS, RunFolder, read_run_folder
 from nlp_reuse.redact import scrub_text
-from nlp_reuse.report import ModelEntry, RunReport, read_json_object
+from nlp_reuse.report import ModelEntry, MultiTaskReport, RunReport, read_json_object
 
 # Package data: found through the package, so a wheel install renders the same card as a checkout.
 TEMPLATE_RESOURCE = ("model_cards", "student_card.md.j2")
@@ -125,11 +125,19 @@ def _is_hub_id(name: str) -> bool:
 def _teacher_report(teacher_name_or_path: str) -> dict[str, Any]:
     """The report.json scripts/finetune.py left in a local teacher folder, or {} (Hub teacher, or none found).
 
-    Read as plain JSON, not as a FinetuneReport: only its model.name_or_path and command are used, and a teacher
-    folder made by other tools may hold a partial one.
+    Read as plain JSON, not as a FinetuneReport: only what it was fine-tuned from (`_teacher_base`), its domain
+    alignment and its command are used, and a teacher folder made by other tools may hold a partial one.
     """
     path = Path(teacher_name_or_path).expanduser() / "report.json"
     return read_json_object(path) if path.is_file() else {}
+
+
+def _teacher_base(teacher_report: dict[str, Any]) -> Any:
+    """What a teacher's report.json says it was fine-tuned from: model.name_or_path, or for a multi-task teacher
+    (`nlp-reuse finetune --tasks`, one model for all tasks) finetuning.model_name_or_path; None if it does not say."""
+    if MultiTaskReport.KEY in teacher_report:
+        return teacher_report.get("finetuning", {}).get("model_name_or_path")
+    return teacher_report.get("model", {}).get("name_or_path")
 
 
 def resolve_base_model(teacher_name_or_path: str) -> str | None:
@@ -141,15 +149,41 @@ def resolve_base_model(teacher_name_or_path: str) -> str | None:
 
     if as_hub_id(teacher_name_or_path):
         return as_hub_id(teacher_name_or_path)
-    parent = _teacher_report(teacher_name_or_path).get("model", {}).get("name_or_path")
+    parent = _teacher_base(_teacher_report(teacher_name_or_path))
     return as_hub_id(parent) if isinstance(parent, str) else None
 
 
-def describe_lineage(teacher: ModelEntry, teacher_report: dict[str, Any]) -> list[str]:
-    """Which transfer produced the model, as card sentences: an ensemble of teachers (with each one's weight and
-    accuracy), and what the (first) teacher's report.json says of its own making: alignment with unlabeled
-    target-domain texts, and an encoder adapted by continued masked-LM pretraining (`nlp-reuse adapt`)."""
-    lines = []
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def describe_joint_training(multitask: MultiTaskReport, task: str) -> str:
+    """Task `task` of a multi-task distillation in one card sentence: the tasks it was trained with on one shared
+    encoder and how each batch's task was drawn, what the repo holds, the multi-task teacher's accuracy on this task,
+    and the other tasks' student accuracies."""
+    sampling = multitask.sampling
+    if sampling["rule"] == "temperature":
+        rule = (f"temperature {sampling['temperature']}, each batch's task drawn with probability ∝ "
+                f"n^(1/{sampling['temperature']}), n its training-set size")
+    else:
+        rule = "proportional, each batch's task drawn with probability ∝ its training-set size"
+    tasks = _join([f"`{name}`" for name in multitask.tasks])
+    others = _join([f"`{name}` {format_metric(result.models['student'].test['accuracy'])}"
+                    for name, result in multitask.tasks.items() if name != task])
+    teacher = multitask.tasks[task].models["teacher"]
+    return (f"**Multi-task:** trained jointly with tasks {tasks} on one shared encoder (sampling: {rule}); this repo "
+            f"holds task `{task}`'s head and the shared encoder. The multi-task teacher's own `{task}` head reaches "
+            f"test accuracy {format_metric(teacher.test['accuracy'])}; the other tasks' heads on this student's "
+            f"encoder reach test accuracy {others}.")
+
+
+def describe_lineage(teacher: ModelEntry, teacher_report: dict[str, Any], multitask: MultiTaskReport | None = None,
+                     task: str | None = None) -> list[str]:
+    """Which transfer produced the model, as card sentences: training jointly with other tasks (`multitask`, the
+    run that `task` was published from, see :func:`describe_joint_training`), an ensemble of teachers (with each
+    one's weight and accuracy), and what the (first) teacher's report.json says of its own making: alignment with
+    unlabeled target-domain texts, and an encoder adapted by continued masked-LM pretraining (`nlp-reuse adapt`)."""
+    lines = [describe_joint_training(multitask, task)] if multitask is not None else []
     ensemble = teacher.extra.get("ensemble")
     if ensemble:
         members = "; ".join(f"`{m['name_or_path']}` (weight {m['weight']:.2f}, test accuracy "
@@ -166,7 +200,7 @@ def describe_lineage(teacher: ModelEntry, teacher_report: dict[str, Any]) -> lis
                      f"features with {f'{count:,}' if isinstance(count, int) else 'the'} unlabeled target-domain "
                      f"texts of `{Path(str(domain.get('target_unlabeled_file'))).name}` by the "
                      f"`{domain.get('domain_loss')}` loss (weight {domain.get('domain_loss_weight')}).")
-    base = teacher_report.get("model", {}).get("name_or_path")
+    base = _teacher_base(teacher_report)
     adapted = _teacher_report(base) if isinstance(base, str) else {}
     if "masked_lm_loss" in adapted:
         sources = ", ".join(f"{s.get('name')} ({s.get('texts')} texts)"
@@ -250,12 +284,12 @@ def describe_transfer(transfer: dict | None, num_train: int) -> str | None:
     return f"the {num_train:,} training texts plus " + " and ".join(parts)
 
 
-def _card_context(run_dir: Path, report: RunReport, repo_id: str | None, base_model: str | None,
-                  onnx: dict[str, Path]) -> dict[str, Any]:
+def _card_context(folder: RunFolder, repo_id: str | None, base_model: str | None) -> dict[str, Any]:
     """Everything the template shows, already formatted, all read from report.json and the student's config."""
     from transformers import AutoConfig  # heavy import, only when a card is rendered
 
-    student_config = AutoConfig.from_pretrained(student_dir(run_dir, report))
+    report, onnx = folder.report, folder.onnx
+    student_config = AutoConfig.from_pretrained(folder.model_dir)
     task, teacher, student, kd = report.task, report.teacher, report.student, report.distillation
     id2label = {int(i): label for i, label in student_config.id2label.items()}
     if [id2label[i] for i in sorted(id2label)] != task.labels:
@@ -266,6 +300,8 @@ def _card_context(run_dir: Path, report: RunReport, repo_id: str | None, base_mo
     ensemble = teacher.extra.get("ensemble")
     teacher_label = (f"Teacher ensemble ({len(ensemble['teachers'])} teachers, `{teacher.name_or_path}` first)"
                      if ensemble else f"Teacher (`{teacher.name_or_path}`)")
+    if folder.multitask is not None:
+        teacher_label = f"Multi-task teacher (`{teacher.name_or_path}`), its `{folder.task}` head"
     rows = [_result_row(teacher_label, teacher, teacher),
             _result_row("**Student (this model)**", student, teacher)]
     if report.baseline is not None:
@@ -295,8 +331,10 @@ def _card_context(run_dir: Path, report: RunReport, repo_id: str | None, base_mo
                     "ensemble": bool(ensemble), "description": (
                         f"an ensemble of {len(ensemble['teachers'])} teachers ({teacher.num_layers} layers in all: "
                         + ", ".join(f"`{m['name_or_path']}`" for m in ensemble["teachers"]) + ")"
-                        if ensemble else f"the {teacher.num_layers}-layer teacher `{teacher_name}`")},
-        "lineage": describe_lineage(teacher, _teacher_report(teacher.local_path or teacher_name)),
+                        if ensemble else f"the {teacher.num_layers}-layer "
+                        f"{'multi-task ' if folder.multitask is not None else ''}teacher `{teacher_name}`")},
+        "lineage": describe_lineage(teacher, _teacher_report(teacher.local_path or teacher_name), folder.multitask,
+                                    folder.task),
         "base_model": base_model,
         "student": {
             **describe_student(student_config, student.num_layers),
@@ -327,7 +365,8 @@ def _card_context(run_dir: Path, report: RunReport, repo_id: str | None, base_mo
     }
 
 
-def _card_data(context: dict[str, Any], report: RunReport, license: str, language: str) -> ModelCardData:
+def _card_data(context: dict[str, Any], report: RunReport, license: str, language: str,
+               multitask: bool) -> ModelCardData:
     dataset = context["dataset"]
     student = report.student.test
     common = {
@@ -346,7 +385,7 @@ def _card_data(context: dict[str, Any], report: RunReport, license: str, languag
         library_name="transformers",
         pipeline_tag="text-classification",
         tags=["text-classification", "distillation", "knowledge-distillation", "nlp_reuse"]
-        + (["onnx"] if context["onnx"] else []),
+        + (["multi-task"] if multitask else []) + (["onnx"] if context["onnx"] else []),
         datasets=[dataset["hub_id"]] if dataset["hub_id"] else None,
         base_model=context["base_model"],
         metrics=["accuracy", "f1"],
@@ -355,13 +394,15 @@ def _card_data(context: dict[str, Any], report: RunReport, license: str, languag
     )
 
 
-def render_model_card(run_dir: str | Path, *, repo_id: str | None = None, license: str = "apache-2.0",
-                      language: str = "en", base_model: str | None = None,
+def render_model_card(run_dir: str | Path, *, task: str | None = None, repo_id: str | None = None,
+                      license: str = "apache-2.0", language: str = "en", base_model: str | None = None,
                       template_path: str | Path | None = None) -> str:
     """Render the model card (README.md text) of a run folder from its report.json and student config.
 
     Args:
         run_dir: run folder written by scripts/distill.py (report.json, student/, optional onnx/, onnx_int8/).
+        task: for a multi-task run (`nlp-reuse distill --tasks`), the task whose card it is (required there): the
+            card of that task's single-task view of the report, plus a lineage line naming the other tasks.
         repo_id: Hub repo the card is for (OWNER/NAME); used in the usage snippets and the model-index name.
         license, language: front-matter values (the Hub's license identifiers and ISO 639-1 codes).
         base_model: Hub id of the model the student derives from; defaults to :func:`resolve_base_model` of the
@@ -369,10 +410,9 @@ def render_model_card(run_dir: str | Path, *, repo_id: str | None = None, licens
         template_path: a Jinja2 template file to use instead of the packaged one; ``{{ card_data }}`` is the YAML
             front matter.
     """
-    run_dir = Path(run_dir)
-    report = load_run_report(run_dir)
-    context = _card_context(run_dir, report, repo_id, base_model, onnx_folders(run_dir))
-    card_data = _card_data(context, report, license, language)
+    folder = read_run_folder(run_dir, task)
+    context = _card_context(folder, repo_id, base_model)
+    card_data = _card_data(context, folder.report, license, language, folder.multitask is not None)
     template = jinja2.Environment(
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
         autoescape=False,  # Markdown, not HTML

@@ -1,11 +1,15 @@
 """Reading and checking a run folder before anything is rendered or uploaded: its report, its student, its ONNX
-folders."""
+folders; for a multi-task run (`nlp-reuse distill --tasks`), the one task to publish."""
 
 from __future__ import annotations
 
+import difflib
+from dataclasses import dataclass
 from pathlib import Path
 
-from nlp_reuse.report import REPORT_FILE, RunReport
+from nlp_reuse.errors import ConfigError, format_error
+from nlp_reuse.files import listing
+from nlp_reuse.report import REPORT_FILE, MultiTaskReport, ReportError, RunReport, read_json_object
 
 # Run subfolders that ship when they hold one .onnx file, and the name that file gets in the repo. Optimum 2.1 selects
 # a subfolder's file by regex prefix, so `subfolder="onnx"` also matches `onnx_int8/model.onnx` and may load the int8
@@ -15,9 +19,20 @@ ONNX_SUBFOLDERS = {"onnx": "model.onnx", "onnx_int8": "model_quantized.onnx"}
 _LOADABLE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 
 
-def load_run_report(run_dir: str | Path) -> RunReport:
-    """Read and check ``RUN/report.json`` (every key the card and the upload read), before any other work."""
-    run_dir = Path(run_dir)
+@dataclass
+class RunFolder:
+    """What a push publishes from a run folder, checked: the report the card reads (for one task of a multi-task
+    run, that task's single-task view), the model folder that ships, and its ONNX folders."""
+
+    path: Path
+    report: RunReport
+    model_dir: Path
+    onnx: dict[str, Path]
+    task: str | None = None  # the task published, for a multi-task run
+    multitask: MultiTaskReport | None = None  # the whole multi-task run: the card's lineage names the other tasks
+
+
+def _report_path(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise FileNotFoundError(
             f"Expected a run folder written by `scripts/distill.py --output_dir RUN`; found no folder at {run_dir}. "
@@ -33,7 +48,74 @@ def load_run_report(run_dir: str | Path) -> RunReport:
             f"Expected {report_path} (scripts/distill.py writes it when a run finishes); found only {found}. "
             f"Fix: finish the run or point --model_dir at the run folder, not at a model inside it.{hint}"
         )
-    return RunReport.read(report_path)
+    return report_path
+
+
+def _read(run_dir: Path, task: str | None) -> tuple[RunReport, MultiTaskReport | None]:
+    """The report the card reads, and the multi-task report it was cut from (None for a single-task run)."""
+    report_path = _report_path(run_dir)
+    data = read_json_object(report_path)
+    if MultiTaskReport.KEY not in data:
+        if task is not None:
+            raise ConfigError(format_error(
+                f"--task {task} picks one task of a multi-task run; {run_dir} is a single-task run.",
+                "a run folder of `nlp-reuse distill --tasks` (its report.json has 'multitask' and 'tasks')",
+                f"a single-task report (keys {sorted(data)})", "drop --task: the whole run is one model"))
+        return RunReport.from_dict(data, source=report_path), None
+    multitask = MultiTaskReport.from_dict(data, source=report_path)
+    names = list(multitask.tasks)
+    if not multitask.distilled:
+        # Refused like a single-task fine-tuning run (a ReportError): push publishes distilled students.
+        raise ReportError(format_error(
+            f"{report_path} is a multi-task fine-tuning run (`nlp-reuse finetune --tasks`); push publishes the "
+            "students of distill runs.",
+            "the report of `nlp-reuse distill --tasks` (every task with 'teacher', 'student' and 'retention')",
+            f"'{multitask.training_key}', and tasks {names} with a fine-tuned 'model' each",
+            f"distill it first (nlp-reuse distill --tasks TASKS.yaml --teacher_model_name_or_path {run_dir} "
+            "--student_num_layers N --output_dir OUT), then push OUT with --task NAME"))
+    if task is None:
+        raise ConfigError(format_error(
+            f"{run_dir} is a multi-task run ({len(names)} tasks, one shared encoder): push publishes one task's "
+            "model at a time.", f"--task NAME, one of {names}", "no --task",
+            f"add --task NAME (e.g. --task {names[0]}); push each task to its own repo"))
+    if task not in multitask.tasks:
+        close = difflib.get_close_matches(task, names, n=2)
+        raise ConfigError(format_error(
+            f"{run_dir} has no task {task!r}.", f"--task one of {names}",
+            f"--task {task}" + (f" (did you mean {', '.join(close)}?)" if close else ""),
+            "pass one of the task names above (the tasks file's names, OUT/tasks/NAME)"))
+    report = multitask.task_report(task)
+    folder = run_dir / (report.student.path or task)
+    if not folder.is_dir():
+        tasks_dir = folder.parent
+        raise FileNotFoundError(format_error(
+            f"Task {task!r} of {run_dir} has no model folder.",
+            f"{folder} (report.json tasks.{task}.student.path): the standard model folder `nlp-reuse distill "
+            "--tasks` writes for each task",
+            f"{tasks_dir} holds {listing(tasks_dir)}" if tasks_dir.is_dir() else f"no folder {tasks_dir}",
+            "point --model_dir at the complete run folder, or re-run `nlp-reuse distill --tasks` to write it"))
+    return report, multitask
+
+
+def load_run_report(run_dir: str | Path, task: str | None = None) -> RunReport:
+    """Read and check ``RUN/report.json`` (every key the card and the upload read), before any other work.
+
+    For a multi-task run `task` names the task to publish and the report is that task's single-task view
+    (`MultiTaskReport.task_report`); it is required there and refused for a single-task run.
+    """
+    return _read(Path(run_dir), task)[0]
+
+
+def read_run_folder(run_dir: str | Path, task: str | None = None) -> RunFolder:
+    """The checked run folder (`task`: as for :func:`load_run_report`): report, model folder and ONNX folders.
+
+    A multi-task run ships ``tasks/NAME/`` and no ONNX folder: `nlp-reuse distill --tasks` exports none, and a
+    run-level ``onnx/`` would hold some other model than this task's.
+    """
+    run_dir = Path(run_dir)
+    report, multitask = _read(run_dir, task)
+    return RunFolder(path=run_dir, report=report, model_dir=student_dir(run_dir, report),
+                     onnx=onnx_folders(run_dir) if multitask is None else {}, task=task, multitask=multitask)
 
 
 def student_dir(run_dir: Path, report: RunReport) -> Path:

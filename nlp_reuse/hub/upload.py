@@ -24,7 +24,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from nlp_reuse.files import SAFETENSORS_WEIGHTS, TOKENIZER_FILES, staged_folder
 from nlp_reuse.hub.card import format_metric, render_model_card
-from nlp_reuse.hub.run_folder import ONNX_SUBFOLDERS, load_run_report, onnx_folders, student_dir
+from nlp_reuse.hub.run_folder import ONNX_SUBFOLDERS, load_run_report, read_run_folder
 from nlp_reuse.redact import ensure_no_secret, known_secrets, scrub_secrets, scrub_text
 from nlp_reuse.report import RunReport, read_json_object
 
@@ -63,20 +63,21 @@ def _copy_matching(src: Path, dst: Path, patterns: Iterable[str], renames: dict[
         logger.info("Not uploaded from %s: %s", src, ", ".join(skipped))
 
 
-def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str | None = None,
-                          token: str | None = None, **card_kwargs: Any) -> list[str]:
+def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, task: str | None = None,
+                          repo_id: str | None = None, token: str | None = None, **card_kwargs: Any) -> list[str]:
     """Write exactly what a push uploads into ``out_dir`` (must be new or empty); return its relative file paths.
 
     Layout: the student's model and tokenizer files at the root; README.md (the card); report.json, run_args.json
     and export_report.json when present (credentials redacted); ``onnx/`` (model.onnx) and ``onnx_int8/``
     (model_quantized.onnx), each with config and tokenizer, when the run has them. The final check makes sure
     ``token`` (and HF_TOKEN, and the saved login) is nowhere inside.
+    For a multi-task run (`nlp-reuse distill --tasks`) `task` picks the model: ``tasks/TASK/`` is the student, the
+    card is that task's, and the report.json shipped is the whole run's.
     ``card_kwargs`` go to :func:`render_model_card` (license, language, base_model, template_path).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    report = load_run_report(run_dir)
-    student = student_dir(run_dir, report)
-    onnx = onnx_folders(run_dir)
+    folder = read_run_folder(run_dir, task)
+    report, student, onnx = folder.report, folder.model_dir, folder.onnx
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(
             f"Expected a new or empty folder for the upload; found files in {out_dir}. "
@@ -86,7 +87,7 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: 
         if name in ONNX_SUBFOLDERS and name not in onnx:
             logger.warning("report.json lists artefact '%s' but %s has no .onnx file; it is not uploaded.",
                            name, run_dir / name)
-    card = render_model_card(run_dir, repo_id=repo_id, **card_kwargs)
+    card = render_model_card(run_dir, task=task, repo_id=repo_id, **card_kwargs)
     secrets = known_secrets(token)
 
     # Built beside its final name and renamed in when complete and checked: a killed run or a found token leaves
@@ -167,16 +168,18 @@ def _check_online() -> None:
         )
 
 
-def default_commit_message(report: RunReport) -> str:
-    """Commit message built from the report: what was uploaded and its headline numbers."""
+def default_commit_message(report: RunReport, task: str | None = None) -> str:
+    """Commit message built from the report: what was uploaded (`task`: which task of a multi-task run) and its
+    headline numbers."""
+    what = f"task {task} of a multi-task distilled student" if task is not None else "distilled student"
     return (
-        f"Upload {report.student.num_layers}-layer distilled student (test accuracy "
+        f"Upload {report.student.num_layers}-layer {what} (test accuracy "
         f"{format_metric(report.student.test['accuracy'])}, {100 * report.retention:.1f}% of teacher) with nlp_reuse"
     )
 
 
-def push_to_hub(run_dir: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
-                commit_message: str | None = None, token: str | None = None,
+def push_to_hub(run_dir: str | Path, repo_id: str, *, task: str | None = None, private: bool = False,
+                revision: str | None = None, commit_message: str | None = None, token: str | None = None,
                 delete_patterns: list[str] | str | None = None, dry_run: str | Path | None = None,
                 **card_kwargs: Any) -> str:
     """Upload a run's deliverables to ``repo_id`` in one commit; return the repo URL (the dry-run folder if dry_run).
@@ -184,14 +187,15 @@ def push_to_hub(run_dir: str | Path, repo_id: str, *, private: bool = False, rev
     Creates the repo when missing (``private`` applies then only) and the branch ``revision`` when missing. Remote
     files are never deleted unless they match ``delete_patterns`` (``.gitattributes`` is always kept). The token is
     ``token``, else HF_TOKEN, else the saved login; the endpoint is HF_ENDPOINT (set before Python starts). With
-    ``dry_run`` the upload folder is written there and nothing is sent.
+    ``dry_run`` the upload folder is written there and nothing is sent. ``task``: the task of a multi-task run to
+    publish (see :func:`prepare_upload_folder`).
     """
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
-    report = load_run_report(run_dir)
-    commit_message = commit_message or default_commit_message(report)
+    report = load_run_report(run_dir, task)
+    commit_message = commit_message or default_commit_message(report, task)
     if dry_run is not None:
-        files = prepare_upload_folder(run_dir, dry_run, repo_id=repo_id, token=token, **card_kwargs)
+        files = prepare_upload_folder(run_dir, dry_run, task=task, repo_id=repo_id, token=token, **card_kwargs)
         logger.info("Dry run: wrote %d files to %s (nothing uploaded). Commit message: %s",
                     len(files), dry_run, commit_message)
         return str(dry_run)
@@ -200,7 +204,7 @@ def push_to_hub(run_dir: str | Path, repo_id: str, *, private: bool = False, rev
     _check_online()
     endpoint = _resolve_endpoint()
     with tempfile.TemporaryDirectory(prefix="nlp_reuse_upload_") as folder:
-        files = prepare_upload_folder(run_dir, folder, repo_id=repo_id, token=token, **card_kwargs)
+        files = prepare_upload_folder(run_dir, folder, task=task, repo_id=repo_id, token=token, **card_kwargs)
         api = HfApi(endpoint=endpoint, token=token)
         try:
             repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")

@@ -49,49 +49,13 @@ from nlp_reuse.multitask.tasks import (
 )
 from nlp_reuse.multitask.training import MultiTaskDistillationTrainer, MultiTaskTrainer, task_probabilities
 from nlp_reuse.pipeline import _other_ranks_done, _trainer_args, model_entry
-from nlp_reuse.report import TEST_METRICS, ModelEntry, TaskInfo
+from nlp_reuse.report import TEST_METRICS, ModelEntry, MultiTaskReport, TaskInfo, TaskResult
 from nlp_reuse.runs import CHECKPOINTS, check_rerun, checkpoint_dir, remove_empty_folders, resolve_resume
 from nlp_reuse.strategies import measure_training
 from nlp_reuse.student_config import StudentFamilyArguments, TransferSetArguments
 from nlp_reuse.tables import render_table
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class TaskResult:
-    """One task of a multi-task report: its data and its measured model(s)."""
-
-    task: TaskInfo
-    models: dict[str, ModelEntry]  # "model" (fine-tuning) or "teacher" and "student" (distillation)
-    retention: float | None = None  # student / teacher test accuracy
-
-    def to_dict(self) -> dict:
-        out = {"task": self.task.to_dict(), **{name: entry.to_dict() for name, entry in self.models.items()}}
-        return out if self.retention is None else {**out, "retention": self.retention}
-
-
-@dataclasses.dataclass
-class MultiTaskReport:
-    """`OUT/report.json` of a multi-task run."""
-
-    tasks: dict[str, TaskResult]
-    # rule, temperature, per-task probabilities, batches per epoch, and the batches this run's sampler drew (all
-    # processes together; a run resumed from a checkpoint counts from the epoch it resumes in)
-    sampling: dict
-    joint: dict  # the joint checkpoint: path, parameters (shared encoder counted once)
-    training_key: str  # "finetuning" or "distillation"
-    training: dict
-    command: str
-    environment: dict
-    retention: float | None = None  # mean over tasks (distillation)
-
-    def to_dict(self) -> dict:
-        out = {"multitask": self.joint, "tasks": {name: r.to_dict() for name, r in self.tasks.items()},
-               "sampling": self.sampling, self.training_key: self.training}
-        if self.retention is not None:
-            out["retention"] = self.retention
-        return {**out, "command": self.command, "environment": self.environment}
 
 
 # ------------------------------------------------------------------------------------------------ shared steps
