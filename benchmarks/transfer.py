@@ -136,10 +136,13 @@ def accuracy_on(model_dir: Path, test_file: Path, max_length: int) -> float:
 
 
 def target_accuracy(model_dir: Path, domain: str, test_file: Path, max_length: int) -> float:
-    """`accuracy_on`, remembered in the run folder (target_accuracy.json, keyed by domain, test file and length) so
-    a resumed benchmark does not evaluate finished runs again (~70 s per model on 2 cores)."""
+    """`accuracy_on`, remembered in the run folder (target_accuracy.json) so a resumed benchmark does not evaluate
+    finished runs again (~70 s per model on 2 cores). The key names the domain, the test file, the length and the
+    weights (size and modification time): a run trained again into the same folder is evaluated again."""
     cache = model_dir / "target_accuracy.json"
-    key = f"{domain}|{test_file.name}|{test_file.stat().st_size}|{max_length}"
+    weights = (model_dir / "model.safetensors").stat()
+    key = (f"{domain}|{test_file.name}|{test_file.stat().st_size}|{max_length}|"
+           f"{weights.st_size}|{weights.st_mtime_ns}")
     known = json.loads(cache.read_text()) if cache.is_file() else {}
     if key not in known:
         known[key] = accuracy_on(model_dir, test_file, max_length)

@@ -47,6 +47,7 @@ def test_target_accuracy_is_evaluated_once_per_model_domain_and_file(tmp_path, m
     test_file.write_text('{"text": "a", "label": "positive"}\n')
     model = tmp_path / "run"
     model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
     assert transfer.target_accuracy(model, "nyt", test_file, 64) == 0.75
     assert transfer.target_accuracy(model, "nyt", test_file, 64) == 0.75
     assert calls == ["nyt_test.jsonl"]
@@ -54,6 +55,9 @@ def test_target_accuracy_is_evaluated_once_per_model_domain_and_file(tmp_path, m
     transfer.target_accuracy(model, "nyt", test_file, 64)
     transfer.target_accuracy(model, "nyt", test_file, 32)
     assert len(calls) == 3
+    (model / "model.safetensors").write_bytes(b"retrained")  # a new run in the same folder: evaluated again
+    transfer.target_accuracy(model, "nyt", test_file, 32)
+    assert len(calls) == 4
 
 
 @pytest.mark.parametrize("values, expected", [([0.9, 0.9], "90.00 ± 0.00"), ([0.1, 0.3], "20.00 ± 14.14")])
