@@ -37,6 +37,7 @@ from nlp_reuse.files import prepare_output_dir, write_json
 from nlp_reuse.leak_check import split_settings
 from nlp_reuse.masked_lm import (
     MAX_MASK_PASSES,
+    LoadedMaskedLM,
     LossBeforeAfter,
     check_masked_lm_support,
     decoder_tied,
@@ -47,7 +48,15 @@ from nlp_reuse.masked_lm import (
 )
 from nlp_reuse.modeling import fit_max_length, load_tokenizer, resolve_model_path
 from nlp_reuse.pipeline import _trainer_args
-from nlp_reuse.runs import CHECKPOINTS, check_rerun, checkpoint_dir, remove_empty_folders, resolve_resume
+from nlp_reuse.report import read_json_object
+from nlp_reuse.runs import (
+    CHECKPOINTS,
+    check_rerun,
+    checkpoint_dir,
+    latest_checkpoint,
+    remove_empty_folders,
+    resolve_resume,
+)
 from nlp_reuse.strategies import measure_training
 from nlp_reuse.transfer_set import UNLABELED_SUFFIXES, load_unlabeled_texts
 
@@ -55,6 +64,9 @@ logger = logging.getLogger(__name__)
 
 # The text sources, in the order their texts are read (and deduplicated: the first occurrence is kept).
 TEXT_SOURCES = ("unlabeled_file", "dataset_name", "train_file")
+# Beside the model's checkpoints: what the head warm-up did, read back by a run resumed from one of them (its
+# checkpoint holds the warmed-up head, so the warm-up does not run again).
+HEAD_WARMUP_FILE = "head_warmup.json"
 
 
 @dataclass
@@ -138,7 +150,9 @@ class AdaptArguments(NlpReuseTrainingArguments):
         default=0,
         metadata={"help": "When the MLM head is new (an encoder saved without one, such as the embedded MiniLM): "
                           "train only the head's own weights this many steps first (encoder and tied decoder frozen), "
-                          "so a random head's gradients do not reach the pretrained encoder. 0: none."},
+                          "so a random head's gradients do not reach the pretrained encoder. One step is one batch "
+                          "of --per_device_train_batch_size: --gradient_accumulation_steps does not apply. 0: none. "
+                          "Ignored (with a warning) when the checkpoint has a trained head."},
     )
     head_warmup_learning_rate: float = field(
         default=1e-3, metadata={"help": "Constant learning rate of the head warm-up (AdamW)."}
@@ -310,6 +324,33 @@ def _check_not_source(out: Path, model_path: str) -> None:
         ))
 
 
+def _head_warmup(args: AdaptArguments, loaded: LoadedMaskedLM, model, train: Dataset, collator, trainer_args,
+                 out: Path, batches: dict[str, list]) -> dict | None:
+    """Warm a new MLM head up (--head_warmup_steps) and measure the masked-token loss after it on `batches`; returns
+    {"head_warmup": what ran, "after_head_warmup": {set: loss}}, which is also written beside the model's
+    checkpoints. A resumed run reads it back from beside its checkpoint, whose head is already warmed up. None when
+    no warm-up ran."""
+    if args.head_warmup_steps and not loaded.head_initialised:
+        logger.warning("--head_warmup_steps %d is ignored: the MLM head of %s is the checkpoint's own (trained), so "
+                       "there is no new head to warm up.", args.head_warmup_steps, args.model_name_or_path)
+    if args.resume_from_checkpoint is not None:
+        ran = Path(args.resume_from_checkpoint).parent / HEAD_WARMUP_FILE
+        return read_json_object(ran) if ran.is_file() else None
+    record = checkpoint_dir(out, "model") / HEAD_WARMUP_FILE
+    record.unlink(missing_ok=True)  # an earlier run's, in a folder overwritten now
+    if not (args.head_warmup_steps and loaded.head_initialised):
+        return None
+    warmup = warm_up_new_head(model, loaded.new_head_weights, train, collator, trainer_args, args.head_warmup_steps,
+                              args.head_warmup_learning_rate, out / CHECKPOINTS / "head")
+    # The encoder is unchanged here: what remains to gain is the encoder's.
+    done = {"head_warmup": warmup,
+            "after_head_warmup": {name: masked_token_loss(model, data)[0] for name, data in batches.items()}}
+    if PartialState().is_main_process:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        write_json(record, done)
+    return done
+
+
 def run_adapt(args: AdaptArguments, command: str = "") -> dict:
     """Continue masked-LM pretraining of `args.model_name_or_path` on the texts the arguments name; save the adapted
     model (MaskedLM weights, config, tokenizer) with report.json and run_args.json into `args.output_dir`."""
@@ -349,13 +390,10 @@ def run_adapt(args: AdaptArguments, command: str = "") -> dict:
     trainer_args = _trainer_args(args, checkpoint_dir(out, "model"))
     trainer_args.remove_unused_columns = False  # keep special_tokens_mask: the collator then needs not recompute it
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=args.mlm_probability)
-    warmup = None
-    # A resumed run's checkpoint already holds the warmed-up head.
-    if loaded.head_initialised and args.head_warmup_steps and args.resume_from_checkpoint is None:
-        warmup = warm_up_new_head(model, loaded.new_head_weights, train, collator, trainer_args,
-                                  args.head_warmup_steps, args.head_warmup_learning_rate, out / CHECKPOINTS / "head")
-        for name in measured:  # the encoder is unchanged here: what remains to gain is the encoder's
-            losses[name].after_head_warmup = masked_token_loss(model, batches[name])[0]
+    warmup = _head_warmup(args, loaded, model, train, collator, trainer_args, out, batches)
+    if warmup is not None:
+        for name in losses:  # .get: a resumed run may measure other sets (--train_loss_samples)
+            losses[name].after_head_warmup = warmup["after_head_warmup"].get(name)
     trainer = Trainer(model=model, args=trainer_args, train_dataset=train, eval_dataset=heldout,
                       processing_class=tokenizer, data_collator=collator)
     with measure_training(args.device) as cost:
@@ -382,10 +420,15 @@ def run_adapt(args: AdaptArguments, command: str = "") -> dict:
                     "num_train_epochs": args.num_train_epochs, "learning_rate": args.learning_rate,
                     "per_device_train_batch_size": args.per_device_train_batch_size,
                     "gradient_accumulation_steps": args.gradient_accumulation_steps, "seed": args.seed,
-                    "split_seed": args.split_seed, "head_warmup": warmup, "global_steps": result.global_step,
+                    "split_seed": args.split_seed,
+                    "head_warmup": None if warmup is None else warmup["head_warmup"],
+                    "global_steps": result.global_step,
                     "train_loss": round(result.training_loss, 6), **cost.as_dict()},
         command=command, environment=environment(),
     ).to_dict()
+    warmup_file = checkpoint_dir(out, "model") / HEAD_WARMUP_FILE
+    if warmup_file.is_file() and latest_checkpoint(warmup_file.parent) is None:  # no checkpoint to resume from
+        warmup_file.unlink()
     remove_empty_folders(out / CHECKPOINTS)  # save_strategy "no": Trainer made the folders, nothing is in them
     write_json(out / "report.json", report)
     # TrainingArguments.to_dict() masks tokens (hub_token -> "<HUB_TOKEN>").

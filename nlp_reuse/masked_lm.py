@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -174,8 +175,10 @@ class LossBeforeAfter:
 def warm_up_new_head(model: PreTrainedModel, new_head_weights: list[str], train: Dataset, collator,
                      trainer_args: TrainingArguments, steps: int, learning_rate: float, output_dir) -> dict:
     """Train only the weights of a new MLM head (`new_head_weights`) for `steps` steps at a constant
-    `learning_rate`; the encoder and the decoder tied to the input embeddings stay frozen. Returns what ran (steps,
-    learning rate, trained weights, last logged loss). The trainable flags are restored afterwards."""
+    `learning_rate`; the encoder and the decoder tied to the input embeddings stay frozen. One step is one batch of
+    `trainer_args.per_device_train_batch_size` (no gradient accumulation). Returns what ran (steps, learning rate,
+    trained weights, the mean training loss over all the steps, wall-clock seconds). The trainable flags are restored
+    afterwards."""
     trainable = set(new_head_weights)
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     trained = [name for name in flags if name in trainable]  # a tied decoder is listed under the embeddings' name
@@ -193,10 +196,11 @@ def warm_up_new_head(model: PreTrainedModel, new_head_weights: list[str], train:
         fp16=trainer_args.fp16, disable_tqdm=trainer_args.disable_tqdm, save_strategy="no", report_to="none",
         dataloader_pin_memory=trainer_args.dataloader_pin_memory, logging_steps=max(1, steps // 5),
         remove_unused_columns=False)
+    start = time.perf_counter()
     try:
         result = Trainer(model=model, args=warm_args, train_dataset=train, data_collator=collator).train()
     finally:
         for name, param in model.named_parameters():
             param.requires_grad = flags[name]
     return {"steps": result.global_step, "learning_rate": learning_rate, "trained_weights": trained,
-            "train_loss": round(result.training_loss, 6)}
+            "train_loss": round(result.training_loss, 6), "seconds": round(time.perf_counter() - start, 3)}

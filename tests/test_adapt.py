@@ -3,7 +3,9 @@ the tied head of an encoder saved without one, the adapted folder as a classifie
 and the leak check of a later run that carves its test split otherwise (nlp_reuse.leak_check)."""
 
 import json
+import logging
 import math
+import shutil
 
 import pytest
 import torch
@@ -22,7 +24,7 @@ from transformers import (
 )
 
 from conftest import LABELS, make_examples, write_jsonl
-from nlp_reuse.adapt import AdaptArguments, collect_texts, load_masked_lm, run_adapt
+from nlp_reuse.adapt import HEAD_WARMUP_FILE, AdaptArguments, collect_texts, load_masked_lm, run_adapt
 from nlp_reuse.commands import main as nlp_reuse_main
 from nlp_reuse.config import DataArguments, FinetuneArguments
 from nlp_reuse.data import load_splits
@@ -185,13 +187,46 @@ def test_head_warmup_trains_the_new_head_alone(plain_encoder, tokenizer, domain_
                                       **QUICK))
     held = report["masked_lm_loss"]["heldout"]
     assert held["after_head_warmup"] < held["before"] - 0.3 and held["after"] < held["after_head_warmup"] - 0.3
-    assert report["adaptation"]["head_warmup"]["steps"] == 40
-    assert not (tmp_path / "adapted" / "checkpoints").exists()
+    assert report["adaptation"]["head_warmup"]["steps"] == 40 and report["adaptation"]["head_warmup"]["seconds"] > 0
+    assert not (tmp_path / "adapted" / "checkpoints").exists()  # no checkpoint: the warm-up record went too
 
 
-def test_head_warmup_is_skipped_for_a_trained_head(adapted):
-    assert adapted[3]["adaptation"]["head_warmup"] is None
-    assert "after_head_warmup" not in adapted[3]["masked_lm_loss"]["heldout"]
+def test_head_warmup_is_skipped_for_a_trained_head(adapted, domain_file, tmp_path, caplog):
+    base = adapted[0]
+    with caplog.at_level(logging.WARNING, logger="nlp_reuse"):
+        report = run_adapt(AdaptArguments(output_dir=str(tmp_path / "out"), model_name_or_path=str(base),
+                                          unlabeled_file=[str(domain_file)], num_train_epochs=1,
+                                          head_warmup_steps=5, **QUICK))
+    assert report["model"]["head_initialised"] is False
+    assert report["adaptation"]["head_warmup"] is None
+    assert "after_head_warmup" not in report["masked_lm_loss"]["heldout"]
+    assert (f"--head_warmup_steps 5 is ignored: the MLM head of {base} is the checkpoint's own (trained)"
+            in caplog.text)
+
+
+def test_a_resumed_run_reports_the_head_warmup_it_resumed_after(plain_encoder, domain_file, tmp_path):
+    """A run killed after a checkpoint resumes with the warmed-up head in the checkpoint (no warm-up again): its
+    report gives the warm-up and the losses after it as the first run measured them."""
+    out = tmp_path / "adapted"
+    args = dict(output_dir=str(out), model_name_or_path=str(plain_encoder), unlabeled_file=[str(domain_file)],
+                num_train_epochs=1, head_warmup_steps=3, save_strategy="steps", save_steps=4, **QUICK)
+    first = run_adapt(AdaptArguments(**args))
+    record = json.loads((out / "checkpoints" / "model" / HEAD_WARMUP_FILE).read_text())
+    assert record["head_warmup"] == first["adaptation"]["head_warmup"] and record["head_warmup"]["steps"] == 3
+    assert record["after_head_warmup"]["heldout"] == pytest.approx(
+        first["masked_lm_loss"]["heldout"]["after_head_warmup"], abs=1e-6)
+    checkpoints = sorted((out / "checkpoints" / "model").glob("checkpoint-*"), key=lambda p: int(p.name[11:]))
+    assert len(checkpoints) >= 2
+    for later in checkpoints[1:]:  # killed after the first checkpoint
+        shutil.rmtree(later)
+    for name in ("report.json", "model.safetensors"):
+        (out / name).unlink()
+
+    resumed = run_adapt(AdaptArguments(**args, resume_from_checkpoint="last"))
+    assert resumed["adaptation"]["head_warmup"] == first["adaptation"]["head_warmup"]
+    for name in ("heldout", "train_sample"):
+        assert (resumed["masked_lm_loss"][name]["after_head_warmup"]
+                == first["masked_lm_loss"][name]["after_head_warmup"])
 
 
 def test_adapted_plain_encoder_loads_as_a_classifier_and_finetunes(plain_encoder, domain_file, tiny_data_dir,
@@ -354,9 +389,14 @@ def test_a_train_file_is_the_same_data_under_another_path_to_it(tmp_path, monkey
     ([TWEETS], DataArguments(dataset_name="builtin:sentiment_tweets")),  # the same settings
     ([TWEETS], DataArguments(dataset_name="builtin:sentiment_amazon", split_seed=7)),  # other data
     ([{"flag": "unlabeled_file", "name": "tweets.txt", "texts": 50, "path": "/data/tweets.txt", "split": None}],
-     DataArguments(train_file="/data/tweets.txt", split_seed=7)),  # unlabeled texts only: no split was carved
+     DataArguments(train_file="/data/t.csv", split_seed=7)),  # other texts
+    ([{"flag": "unlabeled_file", "name": "t.csv", "texts": 50, "path": "/data/t.csv", "split": None}],
+     DataArguments(train_file="/data/t.csv", validation_file="/data/v.csv", test_file="/data/test.csv")),  # no carving
     ([{**TWEETS, "flag": "train_file", "name": "t.csv", "path": "/data/t.csv"}],
-     DataArguments(train_file="/data/t.csv", test_file="/data/test.csv", split_seed=7)),  # the test is not carved
+     DataArguments(train_file="/data/t.csv", validation_file="/data/v.csv", test_file="/data/test.csv",
+                   split_seed=7)),  # nothing is carved
+    ([{**TWEETS, "flag": "train_file", "name": "t.csv", "path": "/data/t.csv"}],
+     DataArguments(train_file="/data/t.csv", test_file="/data/test.csv")),  # validation carved as adapt's test
     ([{**TWEETS, "flag": "train_file", "name": "t.csv", "path": "/data/t.csv"}],
      DataArguments(train_file="/data/t.csv", validation_file="/data/v.csv", validation_split_size=0.3)),
     ([{**TWEETS, "flag": "train_file", "name": "t.csv", "path": "/data/t.csv"}],
@@ -364,6 +404,99 @@ def test_a_train_file_is_the_same_data_under_another_path_to_it(tmp_path, monkey
 ])
 def test_no_leak_without_carving_the_adapted_data_otherwise(sources, data):
     assert adapted_split_leak(_adaptation(*sources), data, "adapted") is None
+
+
+UNLABELED = {"flag": "unlabeled_file", "name": "data/train.jsonl", "texts": 80, "split": None}
+
+
+@pytest.mark.parametrize("flags, held_out, found", [
+    ({"train_file": "data/train.jsonl"}, "validation and test splits",
+     "--train_file data/train.jsonl is the adaptation's --unlabeled_file data/train.jsonl (validation and test "
+     "carved from it)"),
+    ({"train_file": "data/train.jsonl", "split_seed": 7, "test_file": "data/test.jsonl"}, "validation split",
+     "--train_file data/train.jsonl is the adaptation's --unlabeled_file data/train.jsonl (validation carved"),
+    ({"train_file": "data/other.jsonl", "validation_file": "data/train.jsonl"}, "validation split",
+     "--validation_file data/train.jsonl is the adaptation's --unlabeled_file"),
+    ({"train_file": "data/other.jsonl", "test_file": "./data/../data/train.jsonl"}, "test split",
+     "--test_file ./data/../data/train.jsonl is the adaptation's --unlabeled_file"),
+])
+@pytest.mark.parametrize("recorded", ["path", "name only"])
+def test_an_unlabeled_file_read_as_labelled_data_is_a_leak(flags, held_out, found, recorded, tmp_path,
+                                                           monkeypatch):
+    """adapt accepts a labelled file as --unlabeled_file and reads all of it: the held-out splits a later run takes
+    from it are adaptation texts, whatever the split settings. A report from before adapt recorded `path` gives the
+    name, resolved here."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    source = {**UNLABELED, "path": str(tmp_path / "data" / "train.jsonl")} if recorded == "path" else UNLABELED
+    message = adapted_split_leak(_adaptation(source), DataArguments(**flags), "adapted")
+    assert message.startswith("--model_name_or_path adapted was adapted (nlp-reuse adapt) on every text of "
+                              "--unlabeled_file data/train.jsonl, which this run reads as labelled data: texts of "
+                              f"this run's {held_out} were adaptation texts")
+    assert "expected: held-out data that adaptation did not read\n" in message
+    assert f"found:    {found}" in message
+    assert "fix:      adapt again on texts that exclude the held-out data" in message
+    if flags["train_file"] == "data/train.jsonl":
+        carve = ("--split_seed 7 --test_split_size 0.1 --label_column label" if "test_file" in flags else
+                 "--split_seed 42 --test_split_size 0.1 --validation_split_size 0.1 --label_column label")
+        assert (f"pass data/train.jsonl to adapt as --train_file, not --unlabeled_file, with this run's split flags, "
+                f"so only its train split is read (nlp-reuse adapt --train_file data/train.jsonl {carve} "
+                "--output_dir NEW_FOLDER)") in message
+    else:
+        assert "leave this run's --" in message
+
+
+@pytest.mark.parametrize("adapt_flags, run_flags", [
+    ({}, {}),
+    ({}, {"split_seed": 7}),
+    ({"validation_split_size": 0.2}, {}),
+    ({"validation_split_size": 0.2}, {"validation_split_size": 0.2}),
+    ({"test_split_size": 0.2}, {"validation_split_size": 0.2}),
+])
+@pytest.mark.parametrize("run_files", [("test_file",), (), ("validation_file",), ("validation_file", "test_file")])
+def test_a_run_whose_held_out_splits_hold_adaptation_texts_is_refused(adapt_flags, run_flags, run_files, tmp_path):
+    """Against the texts themselves: the adaptation's texts (collect_texts) and the held-out splits load_splits
+    carves for the run. The check may refuse a carving that happens to miss the adaptation's texts, never pass one
+    that hits them. With a --test_file (only) it is exact: the validation split is carved from the whole file first,
+    so it takes the rows of the adaptation's test split when carved with that split's size, seed and labels."""
+    labelled = write_jsonl(tmp_path / "labelled.jsonl", make_examples(400, seed=5))
+    held_files = {name: str(write_jsonl(tmp_path / f"{name}.jsonl", make_examples(20, seed=6)))
+                  for name in run_files}
+    texts = collect_texts(AdaptArguments(output_dir=str(tmp_path / "out"), train_file=[str(labelled)],
+                                         **adapt_flags))
+    data = DataArguments(train_file=str(labelled), **held_files, **run_flags)
+    splits, _ = load_splits(data)
+    adaptation_texts = set(texts.train) | set(texts.heldout)
+    leaked = {split: len(set(splits[split]["text"]) & adaptation_texts) for split in ("validation", "test")}
+    message = adapted_split_leak(_adaptation(*texts.summary()["sources"]), data, "adapted")
+    if any(leaked.values()):
+        assert message is not None, leaked
+    if len(run_files) == 2:  # nothing carved
+        assert message is None
+    if run_files != ("test_file",):
+        return
+    assert leaked["test"] == 0 and (message is None) == (leaked["validation"] == 0)
+    if message is None:
+        return
+    wanted = adapt_flags.get("test_split_size", 0.1)
+    assert "texts of this run's validation split were adaptation texts" in message
+    assert (f"expected: the split settings the adaptation carved with: --split_seed 42 --test_split_size {wanted} "
+            "--label_column label\n") in message
+    assert (f"fix:      re-run with --split_seed 42 --validation_split_size {wanted} --label_column label (beside a "
+            "--test_file the validation split is carved from the whole file") in message
+    if "validation_split_size" in run_flags:
+        assert f"found:    --validation_split_size 0.2 (the adaptation: --test_split_size {wanted})\n" in message
+
+
+def test_a_hub_dataset_message_says_its_own_splits_could_not_be_told():
+    hub = {**TWEETS, "name": "someone/reviews"}
+    message = adapted_split_leak(_adaptation(hub), DataArguments(dataset_name="someone/reviews", split_seed=7), "a")
+    assert ("(The check could not tell whether someone/reviews ships its own validation and test splits, which are "
+            "not carved: it takes them as carved.)") in message
+    assert "found:    --split_seed 7 (the adaptation: 42)" in message
+    builtin = adapted_split_leak(_adaptation(TWEETS), DataArguments(dataset_name="builtin:sentiment_tweets",
+                                                                    split_seed=7), "a")
+    assert "could not tell" not in builtin
 
 
 def test_a_report_without_split_settings_compares_the_split_seed_only():
