@@ -3,6 +3,7 @@ shared encoder, the joint and per-task checkpoints, the distilled multi-task stu
 publishing one task of a multi-task student (`nlp-reuse push --task`)."""
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -394,6 +395,68 @@ def test_push_task_ships_that_tasks_folder_and_card(distilled, finetuned, tmp_pa
     assert f"\n- {lineage}\n" in body
     assert f"fine-tuned with:\n\n```bash\n{finetuned[1]['command']}\n```" in body
     assert f"distilled from it with:\n\n```bash\n{report['command']}\n```" in body
+
+
+def test_push_task_from_another_directory_finds_a_relative_teacher_and_its_lineage(finetuned, tasks_yaml, tmp_path,
+                                                                                  monkeypatch):
+    # The teacher was fine-tuned from an encoder adapted by continued pretraining (`nlp-reuse adapt`): the card's
+    # lineage reads that encoder's report through the teacher's.
+    adapted = tmp_path / "adapted"
+    adapted.mkdir()
+    (adapted / "report.json").write_text(json.dumps({
+        "model": {"name_or_path": "builtin:minilm"}, "texts": {"sources": [{"name": "tweets.txt", "texts": 40}]},
+        "masked_lm_loss": {"heldout": {"before": 9.81, "after": 3.2}}}))
+    teacher = Path(shutil.copytree(finetuned[0], tmp_path / "work" / "mt" / "teacher"))
+    teacher_report = json.loads((teacher / "report.json").read_text())
+    teacher_report["finetuning"]["model_name_or_path"] = str(adapted)
+    (teacher / "report.json").write_text(json.dumps(teacher_report))
+    out = tmp_path / "student"
+    monkeypatch.chdir(tmp_path / "work")  # the teacher as typed, relative to where distill runs
+    report = distill.main(["--tasks", str(tasks_yaml), "--teacher_model_name_or_path", "mt/teacher",
+                           "--student_num_layers", "2", "--output_dir", str(out), *FAST])
+    for entry in report["tasks"].values():
+        assert (entry["teacher"]["name_or_path"], entry["teacher"]["local_path"]) == ("mt/teacher",
+                                                                                      str(teacher.resolve()))
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # here `mt/teacher` names no folder, and reads as a Hub repo id
+    push.main(["--model_dir", str(out), "--task", "binary", "--dry_run", str(tmp_path / "dry")])
+    meta, body = split_card((tmp_path / "dry" / "README.md").read_text())
+    assert "base_model" not in meta  # the teacher derives from a local folder: no Hub repo to name
+    assert "mt/teacher" not in yaml.safe_dump(meta)
+    assert (f"\n- **Continued pretraining:** the teacher's encoder `{adapted}` is `builtin:minilm` after masked-LM "
+            "training on unlabeled target-domain texts: tweets.txt (40 texts); held-out masked-token loss 9.810 → "
+            "3.200.\n") in body
+    assert f"fine-tuned with:\n\n```bash\n{teacher_report['command']}\n```" in body
+
+
+def test_push_task_leaves_the_run_level_onnx_and_export_record_home(distilled, tmp_path, caplog):
+    out = Path(shutil.copytree(distilled[0], tmp_path / "run"))
+    (out / "onnx").mkdir()
+    (out / "onnx" / "model.onnx").write_bytes(b"some other model's graph")
+    (out / "export_report.json").write_text(json.dumps({"deliverable": "onnx_int8"}))
+    dry = tmp_path / "dry"
+    with caplog.at_level(logging.WARNING, logger="nlp_reuse.hub.upload"):
+        push.main(["--model_dir", str(out), "--task", "binary", "--dry_run", str(dry)])
+    assert set(folder_bytes(dry)) == ROOT_FILES | {"README.md", "report.json", "run_args.json"}
+    assert "onnx" not in split_card((dry / "README.md").read_text())[0]["tags"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith(f"Not uploaded with --task binary: onnx/, export_report.json of {out}. ")
+               for m in warnings), warnings
+
+
+def test_push_task_finds_the_tasks_folder_when_the_report_names_no_path(distilled, tmp_path, capsys):
+    out = Path(shutil.copytree(distilled[0], tmp_path / "run"))
+    report = json.loads((out / "report.json").read_text())
+    del report["tasks"]["binary"]["student"]["path"]
+    (out / "report.json").write_text(json.dumps(report))
+    dry = tmp_path / "dry"
+    push.main(["--model_dir", str(out), "--task", "binary", "--dry_run", str(dry)])
+    assert (dry / "model.safetensors").read_bytes() == (out / "tasks" / "binary" / "model.safetensors").read_bytes()
+    shutil.rmtree(out / "tasks" / "binary")
+    assert commands.main(["push", "--model_dir", str(out), "--task", "binary", "--dry_run",
+                          str(tmp_path / "dry2")]) == 2
+    assert f"expected: {out / 'tasks' / 'binary'} (report.json tasks.binary.student.path)" in capsys.readouterr().err
 
 
 def test_push_task_to_the_hub_standin(distilled, hub, tmp_path):

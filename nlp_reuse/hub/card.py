@@ -319,7 +319,9 @@ def _card_context(folder: RunFolder, repo_id: str | None, base_model: str | None
     dataset = describe_dataset(task.dataset)
     teacher_name = teacher.name_or_path
     # local_path is absolute (recorded at distillation time), so the card does not depend on the current directory.
-    base_model = base_model or resolve_base_model(teacher.local_path or teacher_name)
+    teacher_where = teacher.local_path or teacher_name
+    teacher_report = _teacher_report(teacher_where)
+    base_model = base_model or resolve_base_model(teacher_where)
     return {
         "model_name": repo_id.split("/")[-1] if repo_id else "nlp_reuse student",
         "model_ref": repo_id or "path/to/this/folder",
@@ -333,8 +335,7 @@ def _card_context(folder: RunFolder, repo_id: str | None, base_model: str | None
                         + ", ".join(f"`{m['name_or_path']}`" for m in ensemble["teachers"]) + ")"
                         if ensemble else f"the {teacher.num_layers}-layer "
                         f"{'multi-task ' if folder.multitask is not None else ''}teacher `{teacher_name}`")},
-        "lineage": describe_lineage(teacher, _teacher_report(teacher.local_path or teacher_name), folder.multitask,
-                                    folder.task),
+        "lineage": describe_lineage(teacher, teacher_report, folder.multitask, folder.task),
         "base_model": base_model,
         "student": {
             **describe_student(student_config, student.num_layers),
@@ -360,7 +361,7 @@ def _card_context(folder: RunFolder, repo_id: str | None, base_model: str | None
             for name in onnx
         ],
         "command": scrub_text(report.command),
-        "teacher_command": scrub_text(_teacher_report(teacher_name).get("command", "")),
+        "teacher_command": scrub_text(teacher_report.get("command", "")),
         "environment": ", ".join(f"{key} {value}" for key, value in (report.environment or {}).items()),
     }
 

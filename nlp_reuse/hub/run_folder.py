@@ -3,18 +3,22 @@ folders; for a multi-task run (`nlp-reuse distill --tasks`), the one task to pub
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 from nlp_reuse.errors import ConfigError, format_error
 from nlp_reuse.files import listing
+from nlp_reuse.multitask.model import TASKS_DIR
 from nlp_reuse.report import REPORT_FILE, MultiTaskReport, ReportError, RunReport, read_json_object
 
 # Run subfolders that ship when they hold one .onnx file, and the name that file gets in the repo. Optimum 2.1 selects
 # a subfolder's file by regex prefix, so `subfolder="onnx"` also matches `onnx_int8/model.onnx` and may load the int8
 # model; giving the int8 file Optimum's own quantized name keeps `model.onnx` unique and both loads unambiguous.
 ONNX_SUBFOLDERS = {"onnx": "model.onnx", "onnx_int8": "model_quantized.onnx"}
+# What `nlp-reuse export` decided for those folders (deliverable, accuracy guard, quantized ops).
+EXPORT_RECORD = "export_report.json"
 # What from_pretrained opens first: one weights file, or the index of the shards.
 _LOADABLE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 
@@ -30,6 +34,9 @@ class RunFolder:
     onnx: dict[str, Path]
     task: str | None = None  # the task published, for a multi-task run
     multitask: MultiTaskReport | None = None  # the whole multi-task run: the card's lineage names the other tasks
+    # What the run folder holds that describes another model than the one published, so it does not ship: for a
+    # task, the run-level ONNX folders and EXPORT_RECORD (`nlp-reuse distill --tasks` exports none).
+    ignored: list[str] = dataclasses.field(default_factory=list)
 
 
 def _report_path(run_dir: Path) -> Path:
@@ -85,7 +92,9 @@ def _read(run_dir: Path, task: str | None) -> tuple[RunReport, MultiTaskReport |
             f"--task {task}" + (f" (did you mean {', '.join(close)}?)" if close else ""),
             "pass one of the task names above (the tasks file's names, OUT/tasks/NAME)"))
     report = multitask.task_report(task)
-    folder = run_dir / (report.student.path or task)
+    if report.student.path is None:  # the folder `nlp-reuse distill --tasks` writes for each task
+        report.student = dataclasses.replace(report.student, path=f"{TASKS_DIR}/{task}")
+    folder = run_dir / report.student.path
     if not folder.is_dir():
         tasks_dir = folder.parent
         raise FileNotFoundError(format_error(
@@ -110,12 +119,18 @@ def read_run_folder(run_dir: str | Path, task: str | None = None) -> RunFolder:
     """The checked run folder (`task`: as for :func:`load_run_report`): report, model folder and ONNX folders.
 
     A multi-task run ships ``tasks/NAME/`` and no ONNX folder: `nlp-reuse distill --tasks` exports none, and a
-    run-level ``onnx/`` would hold some other model than this task's.
+    run-level ``onnx/`` (and its ``export_report.json``) would describe some other model than this task's; those
+    present are listed in `RunFolder.ignored`.
     """
     run_dir = Path(run_dir)
     report, multitask = _read(run_dir, task)
+    ignored = []
+    if multitask is not None:
+        ignored = [f"{name}/" for name in ONNX_SUBFOLDERS if (run_dir / name).is_dir()]
+        ignored += [EXPORT_RECORD] if (run_dir / EXPORT_RECORD).is_file() else []
     return RunFolder(path=run_dir, report=report, model_dir=student_dir(run_dir, report),
-                     onnx=onnx_folders(run_dir) if multitask is None else {}, task=task, multitask=multitask)
+                     onnx=onnx_folders(run_dir) if multitask is None else {}, task=task, multitask=multitask,
+                     ignored=ignored)
 
 
 def student_dir(run_dir: Path, report: RunReport) -> Path:

@@ -24,7 +24,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from nlp_reuse.files import SAFETENSORS_WEIGHTS, TOKENIZER_FILES, staged_folder
 from nlp_reuse.hub.card import format_metric, render_model_card
-from nlp_reuse.hub.run_folder import ONNX_SUBFOLDERS, load_run_report, read_run_folder
+from nlp_reuse.hub.run_folder import EXPORT_RECORD, ONNX_SUBFOLDERS, load_run_report, read_run_folder
 from nlp_reuse.redact import ensure_no_secret, known_secrets, scrub_secrets, scrub_text
 from nlp_reuse.report import RunReport, read_json_object
 
@@ -43,7 +43,7 @@ CONFIG_AND_TOKENIZER_PATTERNS = (
 # Optimum's quantizer wrote beside an int8 graph (runs exported before the torch.onnx + onnxruntime export).
 ONNX_SIDE_FILE_PATTERNS = ("*.onnx_data", "*.onnx.data", "ort_config.json", "compression.json")
 # Run-level JSON records that ship, scrubbed: the run's numbers, its arguments, and the export's numbers.
-RECORD_FILES = ("report.json", "run_args.json", "export_report.json")
+RECORD_FILES = ("report.json", "run_args.json", EXPORT_RECORD)
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
@@ -72,7 +72,8 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, task: str
     (model_quantized.onnx), each with config and tokenizer, when the run has them. The final check makes sure
     ``token`` (and HF_TOKEN, and the saved login) is nowhere inside.
     For a multi-task run (`nlp-reuse distill --tasks`) `task` picks the model: ``tasks/TASK/`` is the student, the
-    card is that task's, and the report.json shipped is the whole run's.
+    card is that task's, and the report.json shipped is the whole run's; run-level ONNX folders and
+    export_report.json stay home (they describe another model), with a warning naming them.
     ``card_kwargs`` go to :func:`render_model_card` (license, language, base_model, template_path).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -87,6 +88,10 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, task: str
         if name in ONNX_SUBFOLDERS and name not in onnx:
             logger.warning("report.json lists artefact '%s' but %s has no .onnx file; it is not uploaded.",
                            name, run_dir / name)
+    if folder.ignored:
+        logger.warning("Not uploaded with --task %s: %s of %s. They describe a model exported from the run folder, "
+                       "not task %s's student (`nlp-reuse distill --tasks` exports none); publish ONNX files from a "
+                       "single-task run.", task, ", ".join(folder.ignored), run_dir, task)
     card = render_model_card(run_dir, task=task, repo_id=repo_id, **card_kwargs)
     secrets = known_secrets(token)
 
@@ -99,7 +104,7 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, task: str
                            renames={onnx_file.name: ONNX_SUBFOLDERS[name]})
         (stage / "README.md").write_text(scrub_text(card, secrets))
         for name in RECORD_FILES:
-            if (run_dir / name).is_file():
+            if (run_dir / name).is_file() and name not in folder.ignored:
                 # As the run wrote it, not re-serialised from a RunReport.
                 record = scrub_secrets(read_json_object(run_dir / name), secrets)
                 (stage / name).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")

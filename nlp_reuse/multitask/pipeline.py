@@ -316,12 +316,16 @@ def run_multitask_distillation(tasks_args: MultiTaskArguments, script: DistillSc
     if not trainer.is_world_process_zero():
         return _other_ranks_done()
     _save(student, tokenizer, out, {"teacher": str(teacher_path)})
+    # As single-task distill records it: the teacher as typed, and where it is, so that the card finds its report
+    # (its base model, its command, its lineage) from any working directory.
+    teacher_local = str(Path(teacher_path).resolve()) if Path(teacher_path).is_dir() else None
     tasks = {}
     for task in spec.tasks:
         teacher_folder = teacher_joint.parent / TASKS_DIR / task.name  # its standard folder, for the size on disk
         entries = {
             "teacher": _entry(teacher, task, teacher_results, teacher_folder if teacher_folder.is_dir() else None,
-                              tokenizer, data[task.name], args.latency_samples, name_or_path=str(teacher_path)),
+                              tokenizer, data[task.name], args.latency_samples, name_or_path=str(teacher_path),
+                              local_path=teacher_local),
             "student": _entry(student, task, student_results, out / TASKS_DIR / task.name, tokenizer,
                               data[task.name], args.latency_samples, path=f"{TASKS_DIR}/{task.name}"),
         }
