@@ -9,143 +9,28 @@ in its ``extra`` dict, so a report written by an older or newer version round-tr
 
 from __future__ import annotations
 
-import copy
-import json
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from nlp_reuse.errors import NlpReuseError, format_error
+from nlp_reuse.errors import format_error
+from nlp_reuse.report_fields import (
+    FIX,
+    INT,
+    LAYER_PAIRS,
+    NUMBER,
+    OBJECT,
+    STR,
+    STR_LIST,
+    Fields,
+    ReportError,
+    present,
+    read_json_object,
+)
 
 REPORT_FILE = "report.json"
 # The metrics every model entry has on the test split (the card's table and model-index read them).
 TEST_METRICS = ("accuracy", "macro_f1")
-_FIX = "regenerate the report with `nlp-reuse distill` (artefacts: `nlp-reuse export`), or correct that key by hand"
-
-
-class ReportError(NlpReuseError):
-    """A report.json that lacks a key the package reads, or holds a value of the wrong type there."""
-
-
-# ------------------------------------------------------------------------------------------------ reading JSON
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """A JSON value a key may hold: its name in messages, and the check."""
-
-    name: str
-    check: Callable[[Any], bool]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no count
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-_INT = _Kind("an integer", _is_int)
-_NUMBER = _Kind("a number", _is_number)
-_STR = _Kind("a string", lambda v: isinstance(v, str))
-_OBJECT = _Kind("an object", lambda v: isinstance(v, dict))
-_STR_LIST = _Kind("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
-_LAYER_PAIRS = _Kind(
-    "a list of [student_layer, teacher_layer] pairs",
-    lambda v: isinstance(v, list) and all(isinstance(p, list) and len(p) == 2 and all(map(_is_int, p)) for p in v),
-)
-
-
-def _json_name(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-class _Fields:
-    """One JSON object of a report being read: typed values by key, the keys left unread, and errors that name
-    the object's path in the file and the file."""
-
-    def __init__(self, value: Any, where: str, source: str):
-        self._where, self._source = where, source
-        if not isinstance(value, dict):
-            raise self._type_error(where, value, _OBJECT)
-        self._value, self._read = value, set()
-
-    def require(self, required: Iterable[str]) -> _Fields:
-        """Check that every key in `required` is present; all missing ones are named at once."""
-        required = list(required)
-        missing = [key for key in required if key not in self._value]
-        if missing:
-            where, source = self._where, self._source
-            problem = f"{source}: '{where}' lacks {missing}." if where else f"{source} lacks {missing}."
-            raise ReportError(format_error(
-                problem, f"{repr(where) if where else 'the report'} to have {required}",
-                f"the keys {sorted(self._value)}", _FIX,
-            ))
-        return self
-
-    def path(self, key: str) -> str:
-        return f"{self._where}.{key}" if self._where else key
-
-    def _type_error(self, where: str, value: Any, kind: _Kind) -> ReportError:
-        shown = json.dumps(value, default=repr)
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        return ReportError(format_error(
-            f"{self._source}: '{where}' has the wrong type.", kind.name, f"{_json_name(value)}, {shown}", _FIX,
-        ))
-
-    def get(self, key: str, kind: _Kind) -> Any:
-        """A copy of the value at `key` (None when absent), checked against `kind`."""
-        self._read.add(key)
-        if key not in self._value:
-            return None
-        value = self._value[key]
-        if not kind.check(value):
-            raise self._type_error(self.path(key), value, kind)
-        return copy.deepcopy(value)
-
-    def nested(self, key: str) -> _Fields | None:
-        """The object at `key` (None when absent)."""
-        self._read.add(key)
-        if key not in self._value:
-            return None
-        return _Fields(self._value[key], self.path(key), self._source)
-
-    def keys(self) -> list[str]:
-        return list(self._value)
-
-    def all_of(self, kind: _Kind) -> dict[str, Any]:
-        """The whole object, every value checked against `kind` (a dict of metrics)."""
-        return {key: self.get(key, kind) for key in self.keys()}
-
-    def extra(self) -> dict[str, Any]:
-        """The keys not read so far, kept as they are."""
-        return {key: copy.deepcopy(value) for key, value in self._value.items() if key not in self._read}
-
-
-def _present(pairs: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """A report object from (key, value) pairs in file order: optional values that are absent (None) left out,
-    then the keys this version does not know."""
-    return {**{k: copy.deepcopy(v) for k, v in pairs.items() if v is not None}, **copy.deepcopy(extra)}
-
-
-def read_json_object(path: str | Path) -> dict[str, Any]:
-    """The JSON object in `path`; a file that is no JSON object is a ReportError naming the line."""
-    path = Path(path)
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ReportError(format_error(
-            f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}).", "a JSON object",
-            "text that does not parse", f"fix that line, or {_FIX}",
-        )) from err
-    if not isinstance(value, dict):
-        raise ReportError(format_error(f"{path} holds {_json_name(value)}.", "a JSON object",
-                                       _json_name(value), _FIX))
-    return value
 
 
 # ------------------------------------------------------------------------------------------------ the schema
@@ -174,22 +59,22 @@ class ModelEntry:
                   require: tuple[str, ...] = ()) -> ModelEntry:
         """Check and read one entry; `where` is its path in the report, `require` names optional keys that this
         entry must have (the teacher's name_or_path)."""
-        return cls._read(_Fields(d, where, str(source)), require)
+        return cls._read(Fields(d, where, str(source)), require)
 
     @classmethod
-    def _read(cls, f: _Fields, require: tuple[str, ...] = ()) -> ModelEntry:
+    def _read(cls, f: Fields, require: tuple[str, ...] = ()) -> ModelEntry:
         f.require(cls.REQUIRED + require)
         validation = f.nested("validation")
         return cls(
-            params=f.get("params", _INT), num_layers=f.get("num_layers", _INT), size_mb=f.get("size_mb", _NUMBER),
-            test=f.nested("test").require(TEST_METRICS).all_of(_NUMBER), latency_ms=f.get("latency_ms", _NUMBER),
-            name_or_path=f.get("name_or_path", _STR), local_path=f.get("local_path", _STR), path=f.get("path", _STR),
-            validation=validation.all_of(_NUMBER) if validation is not None else None,
-            train_runtime_s=f.get("train_runtime_s", _NUMBER), extra=f.extra(),
+            params=f.get("params", INT), num_layers=f.get("num_layers", INT), size_mb=f.get("size_mb", NUMBER),
+            test=f.nested("test").require(TEST_METRICS).all_of(NUMBER), latency_ms=f.get("latency_ms", NUMBER),
+            name_or_path=f.get("name_or_path", STR), local_path=f.get("local_path", STR), path=f.get("path", STR),
+            validation=validation.all_of(NUMBER) if validation is not None else None,
+            train_runtime_s=f.get("train_runtime_s", NUMBER), extra=f.extra(),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return _present({
+        return present({
             "name_or_path": self.name_or_path, "local_path": self.local_path, "path": self.path,
             "validation": self.validation, "train_runtime_s": self.train_runtime_s, "params": self.params,
             "num_layers": self.num_layers, "size_mb": self.size_mb, "test": self.test, "latency_ms": self.latency_ms,
@@ -214,17 +99,17 @@ class TaskInfo:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, source: str | Path = REPORT_FILE, where: str = "task") -> TaskInfo:
-        return cls._read(_Fields(d, where, str(source)))
+        return cls._read(Fields(d, where, str(source)))
 
     @classmethod
-    def _read(cls, f: _Fields) -> TaskInfo:
+    def _read(cls, f: Fields) -> TaskInfo:
         f.require(cls.REQUIRED)
-        return cls(dataset=f.get("dataset", _STR), labels=f.get("labels", _STR_LIST),
-                   text_column=f.get("text_column", _STR), num_train=f.get("num_train", _INT),
-                   num_validation=f.get("num_validation", _INT), num_test=f.get("num_test", _INT), extra=f.extra())
+        return cls(dataset=f.get("dataset", STR), labels=f.get("labels", STR_LIST),
+                   text_column=f.get("text_column", STR), num_train=f.get("num_train", INT),
+                   num_validation=f.get("num_validation", INT), num_test=f.get("num_test", INT), extra=f.extra())
 
     def to_dict(self) -> dict[str, Any]:
-        return _present({"dataset": self.dataset, "labels": self.labels, "text_column": self.text_column,
+        return present({"dataset": self.dataset, "labels": self.labels, "text_column": self.text_column,
                          "num_train": self.num_train, "num_validation": self.num_validation,
                          "num_test": self.num_test}, self.extra)
 
@@ -262,27 +147,27 @@ class DistillationSettings:
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, source: str | Path = REPORT_FILE,
                   where: str = "distillation") -> DistillationSettings:
-        return cls._read(_Fields(d, where, str(source)))
+        return cls._read(Fields(d, where, str(source)))
 
     @classmethod
-    def _read(cls, f: _Fields) -> DistillationSettings:
+    def _read(cls, f: Fields) -> DistillationSettings:
         f.require(cls.REQUIRED)
         return cls(
-            temperature=f.get("temperature", _NUMBER), alpha=f.get("alpha", _NUMBER),
-            hidden_loss_weight=f.get("hidden_loss_weight", _NUMBER), hidden_loss=f.get("hidden_loss", _STR),
-            layer_map=f.get("layer_map", _LAYER_PAIRS), student_init=f.get("student_init", _STR),
-            strategy=f.get("strategy", _STR), num_train_epochs=f.get("num_train_epochs", _NUMBER),
-            learning_rate=f.get("learning_rate", _NUMBER),
-            per_device_train_batch_size=f.get("per_device_train_batch_size", _INT), seed=f.get("seed", _INT),
-            attention_loss_weight=f.get("attention_loss_weight", _NUMBER),
-            strategy_config=f.get("strategy_config", _OBJECT),
-            gradient_accumulation_steps=f.get("gradient_accumulation_steps", _INT),
-            world_size=f.get("world_size", _INT), distributed_type=f.get("distributed_type", _STR),
-            student_type=f.get("student_type", _STR), kd_loss=f.get("kd_loss", _STR), extra=f.extra(),
+            temperature=f.get("temperature", NUMBER), alpha=f.get("alpha", NUMBER),
+            hidden_loss_weight=f.get("hidden_loss_weight", NUMBER), hidden_loss=f.get("hidden_loss", STR),
+            layer_map=f.get("layer_map", LAYER_PAIRS), student_init=f.get("student_init", STR),
+            strategy=f.get("strategy", STR), num_train_epochs=f.get("num_train_epochs", NUMBER),
+            learning_rate=f.get("learning_rate", NUMBER),
+            per_device_train_batch_size=f.get("per_device_train_batch_size", INT), seed=f.get("seed", INT),
+            attention_loss_weight=f.get("attention_loss_weight", NUMBER),
+            strategy_config=f.get("strategy_config", OBJECT),
+            gradient_accumulation_steps=f.get("gradient_accumulation_steps", INT),
+            world_size=f.get("world_size", INT), distributed_type=f.get("distributed_type", STR),
+            student_type=f.get("student_type", STR), kd_loss=f.get("kd_loss", STR), extra=f.extra(),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return _present({
+        return present({
             "temperature": self.temperature, "alpha": self.alpha, "hidden_loss_weight": self.hidden_loss_weight,
             "hidden_loss": self.hidden_loss, "attention_loss_weight": self.attention_loss_weight,
             "layer_map": self.layer_map, "student_init": self.student_init, "strategy": self.strategy,
@@ -321,23 +206,23 @@ class RunReport:
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str | Path = REPORT_FILE) -> RunReport:
         """Check and read a report object; `source` (the file it came from) is named in every error."""
-        f = _Fields(d, "", str(source)).require(cls.REQUIRED)
+        f = Fields(d, "", str(source)).require(cls.REQUIRED)
         baseline, artefacts = f.nested("baseline"), f.nested("artefacts")
         return cls(
             task=TaskInfo._read(f.nested("task")),
             teacher=ModelEntry._read(f.nested("teacher"), require=("name_or_path",)),  # the card names it
             student=ModelEntry._read(f.nested("student")),
-            retention=f.get("retention", _NUMBER),
+            retention=f.get("retention", NUMBER),
             distillation=DistillationSettings._read(f.nested("distillation")),
-            command=f.get("command", _STR),
+            command=f.get("command", STR),
             baseline=ModelEntry._read(baseline) if baseline is not None else None,
             artefacts=None if artefacts is None else {
                 name: ModelEntry._read(artefacts.nested(name)) for name in artefacts.keys()
             },
-            export=f.get("export", _OBJECT), training_cost=f.get("training_cost", _OBJECT),
-            teacher_cache=f.get("teacher_cache", _OBJECT), teacher_measurements=f.get("teacher_measurements", _OBJECT),
-            transfer_set=f.get("transfer_set", _OBJECT), vocabulary=f.get("vocabulary", _OBJECT),
-            environment=f.get("environment", _OBJECT), extra=f.extra(),
+            export=f.get("export", OBJECT), training_cost=f.get("training_cost", OBJECT),
+            teacher_cache=f.get("teacher_cache", OBJECT), teacher_measurements=f.get("teacher_measurements", OBJECT),
+            transfer_set=f.get("transfer_set", OBJECT), vocabulary=f.get("vocabulary", OBJECT),
+            environment=f.get("environment", OBJECT), extra=f.extra(),
         )
 
     @classmethod
@@ -347,7 +232,7 @@ class RunReport:
 
     def to_dict(self) -> dict[str, Any]:
         artefacts = None if self.artefacts is None else {k: e.to_dict() for k, e in self.artefacts.items()}
-        return _present({
+        return present({
             "task": self.task.to_dict(), "teacher": self.teacher.to_dict(), "student": self.student.to_dict(),
             "baseline": self.baseline.to_dict() if self.baseline is not None else None, "artefacts": artefacts,
             "export": self.export, "retention": self.retention, "distillation": self.distillation.to_dict(),
@@ -375,12 +260,12 @@ class FinetuneReport:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str | Path = REPORT_FILE) -> FinetuneReport:
-        f = _Fields(d, "", str(source)).require(cls.REQUIRED)
+        f = Fields(d, "", str(source)).require(cls.REQUIRED)
         return cls(
             task=TaskInfo._read(f.nested("task")),
             model=ModelEntry._read(f.nested("model"), require=("name_or_path",)),
-            finetuning=f.get("finetuning", _OBJECT), command=f.get("command", _STR),
-            environment=f.get("environment", _OBJECT), domain_adaptation=f.get("domain_adaptation", _OBJECT),
+            finetuning=f.get("finetuning", OBJECT), command=f.get("command", STR),
+            environment=f.get("environment", OBJECT), domain_adaptation=f.get("domain_adaptation", OBJECT),
             extra=f.extra(),
         )
 
@@ -389,7 +274,7 @@ class FinetuneReport:
         return cls.from_dict(read_json_object(path), source=path)
 
     def to_dict(self) -> dict[str, Any]:
-        return _present({"task": self.task.to_dict(), "model": self.model.to_dict(), "finetuning": self.finetuning,
+        return present({"task": self.task.to_dict(), "model": self.model.to_dict(), "finetuning": self.finetuning,
                          "domain_adaptation": self.domain_adaptation, "command": self.command,
                          "environment": self.environment}, self.extra)
 
@@ -412,18 +297,18 @@ class TaskResult:
     MODEL_KEYS: ClassVar[tuple[str, ...]] = ("model", "teacher", "student")
 
     @classmethod
-    def _read(cls, f: _Fields, distilled: bool) -> TaskResult:
+    def _read(cls, f: Fields, distilled: bool) -> TaskResult:
         f.require(("task", "teacher", "student", "retention") if distilled else ("task", "model"))
         present = [key for key in cls.MODEL_KEYS if key in f.keys()]
         return cls(
             task=TaskInfo._read(f.nested("task")),
             models={key: ModelEntry._read(f.nested(key), require=("name_or_path",) if key == "teacher" else ())
                     for key in present},
-            retention=f.get("retention", _NUMBER), extra=f.extra(),
+            retention=f.get("retention", NUMBER), extra=f.extra(),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return _present({"task": self.task.to_dict(), **{name: e.to_dict() for name, e in self.models.items()},
+        return present({"task": self.task.to_dict(), **{name: e.to_dict() for name, e in self.models.items()},
                          "retention": self.retention}, self.extra)
 
 
@@ -454,28 +339,28 @@ class MultiTaskReport:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str | Path = REPORT_FILE) -> MultiTaskReport:
-        f = _Fields(d, "", str(source)).require(cls.REQUIRED)
+        f = Fields(d, "", str(source)).require(cls.REQUIRED)
         training_key = next((key for key in cls.TRAINING_KEYS if key in f.keys()), None)
         if training_key is None:
             raise ReportError(format_error(
                 f"{source} lacks the multi-task run's training settings.",
                 f"one of {list(cls.TRAINING_KEYS)} (`nlp-reuse distill --tasks` or `nlp-reuse finetune --tasks`)",
-                f"the keys {sorted(f.keys())}", _FIX))
-        training = f.get(training_key, _OBJECT)
+                f"the keys {sorted(f.keys())}", FIX))
+        training = f.get(training_key, OBJECT)
         if training_key == "distillation":  # checked here, so that every task's view reads
-            DistillationSettings._read(_Fields({**MULTITASK_DISTILLATION_FIXED, **training}, training_key,
+            DistillationSettings._read(Fields({**MULTITASK_DISTILLATION_FIXED, **training}, training_key,
                                                str(source)))
         f.nested("sampling").require(("rule", "temperature"))  # the card states the rule
         tasks = f.nested("tasks")
         if not tasks.keys():
             raise ReportError(format_error(f"{source}: 'tasks' is empty.", "one entry per task of the run", "{}",
-                                           _FIX))
+                                           FIX))
         return cls(
             tasks={name: TaskResult._read(tasks.nested(name), training_key == "distillation")
                    for name in tasks.keys()},
-            sampling=f.get("sampling", _OBJECT), joint=f.get("multitask", _OBJECT), training_key=training_key,
-            training=training, command=f.get("command", _STR), environment=f.get("environment", _OBJECT),
-            retention=f.get("retention", _NUMBER), extra=f.extra(),
+            sampling=f.get("sampling", OBJECT), joint=f.get("multitask", OBJECT), training_key=training_key,
+            training=training, command=f.get("command", STR), environment=f.get("environment", OBJECT),
+            retention=f.get("retention", NUMBER), extra=f.extra(),
         )
 
     @classmethod
@@ -483,7 +368,7 @@ class MultiTaskReport:
         return cls.from_dict(read_json_object(path), source=path)
 
     def to_dict(self) -> dict[str, Any]:
-        return _present({"multitask": self.joint, "tasks": {name: r.to_dict() for name, r in self.tasks.items()},
+        return present({"multitask": self.joint, "tasks": {name: r.to_dict() for name, r in self.tasks.items()},
                          "sampling": self.sampling, self.training_key: self.training, "retention": self.retention,
                          "command": self.command, "environment": self.environment}, self.extra)
 
