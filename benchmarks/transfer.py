@@ -26,6 +26,7 @@ from nlp_reuse.tables import render_table
 
 TARGETS = ("tweets", "amazon", "nyt")
 TASKS = ("trec6", "sms_spam", "movie_reviews")
+PER_DOMAIN = "per_domain"
 
 
 @dataclass
@@ -169,40 +170,54 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
                  head_warmup_steps: int = 0) -> tuple[str, dict]:
     """Fine-tune on movie snippets; test on the held-out halves of tweets, Amazon and NYT. `methods`: source
     (source only), dapt (continued MLM pretraining on the targets' unlabeled halves first), coral | mmd |
-    adversarial (alignment with the unlabeled halves while fine-tuning), dapt+LOSS (both). `ceiling`: also the
+    adversarial (alignment with the unlabeled halves while fine-tuning), dapt+LOSS (both); METHOD:per_domain trains
+    one model per target, adapted and aligned to that target's half alone (its source columns: the mean of the
+    three runs of a seed), instead of one model for the three halves together. `ceiling`: also the
     in-domain row (`in_domain`), how much room each target leaves. `head_warmup_steps`: MiniLM's new MLM head trains
     alone that many steps before continued pretraining (its runs go to folders suffixed `_head{N}`)."""
     files = split_targets(out)
-    unlabeled = str(files["all"]["unlabeled"])
-    adapted = None
     suffix = f"_head{head_warmup_steps}" if head_warmup_steps else ""
-    if any(m.startswith("dapt") for m in methods):
-        adapted = out / ("adapted" + suffix)
-        run_command("adapt", ["--model_name_or_path", "builtin:minilm", "--unlabeled_file", unlabeled,
-                              "--head_warmup_steps", str(head_warmup_steps),
-                              "--num_train_epochs", str(adapt_epochs), "--learning_rate", str(adapt_learning_rate),
-                              "--max_length", str(budget.max_length), "--per_device_train_batch_size", "32",
-                              "--seed", "1", "--disable_tqdm", "true"], adapted)
+    adapted: dict[str, Path] = {}
+
+    def adapt_on(scope: str) -> Path:  # scope: "all" (one adaptation for the three targets) or one domain
+        if scope not in adapted:
+            adapted[scope] = out / ("adapted" + ("" if scope == "all" else f"_{scope}") + suffix)
+            run_command("adapt", ["--model_name_or_path", "builtin:minilm", "--unlabeled_file",
+                                  str(files[scope]["unlabeled"]), "--head_warmup_steps", str(head_warmup_steps),
+                                  "--num_train_epochs", str(adapt_epochs), "--learning_rate", str(adapt_learning_rate),
+                                  "--max_length", str(budget.max_length), "--per_device_train_batch_size", "32",
+                                  "--seed", "1", "--disable_tqdm", "true"], adapted[scope])
+        return adapted[scope]
+
     results: dict[str, dict[str, list[float]]] = {}
     for method in methods:
-        base = str(adapted) if method.startswith("dapt") else "builtin:minilm"
-        loss = method.split("+", 1)[1] if "+" in method else (method if method not in ("source", "dapt") else None)
+        name, _, scope = method.partition(":")
+        if scope not in ("", PER_DOMAIN):
+            raise ValueError(f"Method {method!r}: expected METHOD or METHOD:{PER_DOMAIN}, found the suffix {scope!r}.")
+        loss = name.split("+", 1)[1] if "+" in name else (name if name not in ("source", "dapt") else None)
         weight = domain_loss_weight
         if loss and "@" in loss:  # LOSS@WEIGHT: the losses live on different scales (CORAL divides by 4 d^2)
             loss, weight = loss.split("@")[0], float(loss.split("@")[1])
-        align = ["--target_unlabeled_file", unlabeled, "--domain_loss", loss, "--domain_loss_weight",
-                 str(weight)] if loss else []
         scores = results.setdefault(method, {d: [] for d in ("source_validation", "source_test", *TARGETS)})
+        folder_name = name.replace("+", "_").replace("@", "_w") + (suffix if name.startswith("dapt") else "")
+        # One model for the three targets, or (METHOD:per_domain) one per target, adapted/aligned to it alone.
+        scopes = list(TARGETS) if scope else ["all"]
         for seed in seeds:
-            folder = out / (method.replace("+", "_").replace("@", "_w") + (suffix if method.startswith("dapt") else
-                                                                            "")) / f"seed{seed}"
-            report = run_command("finetune", ["--model_name_or_path", base, "--dataset_name",
-                                              "builtin:sentiment_movies", *budget.flags(), "--seed", str(seed),
-                                              *align], folder)
-            scores["source_validation"].append(report["model"]["validation"]["accuracy"])  # selects W, no target
-            scores["source_test"].append(report["model"]["test"]["accuracy"])
-            for domain in TARGETS:
-                scores[domain].append(target_accuracy(folder, domain, files[domain]["test"], budget.max_length))
+            validation, test = [], []
+            for target in scopes:
+                base = str(adapt_on(target)) if name.startswith("dapt") else "builtin:minilm"
+                align = ["--target_unlabeled_file", str(files[target]["unlabeled"]), "--domain_loss", loss,
+                         "--domain_loss_weight", str(weight)] if loss else []
+                folder = (out / f"{folder_name}_{PER_DOMAIN}" / target if scope else out / folder_name) / f"seed{seed}"
+                report = run_command("finetune", ["--model_name_or_path", base, "--dataset_name",
+                                                  "builtin:sentiment_movies", *budget.flags(), "--seed", str(seed),
+                                                  *align], folder)
+                validation.append(report["model"]["validation"]["accuracy"])  # selects W, no target labels
+                test.append(report["model"]["test"]["accuracy"])
+                for domain in (TARGETS if target == "all" else [target]):
+                    scores[domain].append(target_accuracy(folder, domain, files[domain]["test"], budget.max_length))
+            scores["source_validation"].append(statistics.mean(validation))
+            scores["source_test"].append(statistics.mean(test))
     reference = results[methods[0]]
     rows = []
     for method, scores in results.items():

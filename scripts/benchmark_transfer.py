@@ -44,7 +44,8 @@ class Arguments:
     methods: str = field(
         default="source,dapt,mmd@0.1,dapt+mmd@0.1",
         metadata={"help": "cross_domain, comma-separated, the first is the reference: source | dapt | coral | mmd | "
-                          "adversarial | dapt+LOSS; LOSS@W sets that loss's --domain_loss_weight. Choose W by the "
+                          "adversarial | dapt+LOSS; LOSS@W sets that loss's --domain_loss_weight; METHOD:per_domain "
+                          "trains one model per target domain, adapted/aligned to that domain alone. Choose W by the "
                           "source validation accuracy, never by target labels: mmd@1 collapsed to one class (source "
                           "validation 50.3%% against 82.7%% without alignment); CORAL divides by 4 d^2 (~1e-8 on "
                           "MiniLM's pooled features at the start) and needs a weight near 1e4."})
