@@ -22,11 +22,13 @@ import numpy as np
 import pandas as pd
 
 from nlp_reuse.data import BUILTIN_DATASETS
+from nlp_reuse.pseudo_label import PseudoLabelArguments, run_pseudo_label
 from nlp_reuse.tables import render_table
 
 TARGETS = ("tweets", "amazon", "nyt")
 TASKS = ("trec6", "sms_spam", "movie_reviews")
 PER_DOMAIN = "per_domain"
+BASES = ("source", "dapt", "self_train")  # what a method starts from; +LOSS adds alignment
 
 
 @dataclass
@@ -167,10 +169,13 @@ def in_domain(out: Path, files: dict, seeds: Sequence[int], budget: Budget) -> d
 
 def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Sequence[str], domain_loss_weight: float,
                  adapt_epochs: float, adapt_learning_rate: float, ceiling: bool = False,
-                 head_warmup_steps: int = 0) -> tuple[str, dict]:
+                 head_warmup_steps: int = 0, pseudo_label_fraction: float = 0.5) -> tuple[str, dict]:
     """Fine-tune on movie snippets; test on the held-out halves of tweets, Amazon and NYT. `methods`: source
     (source only), dapt (continued MLM pretraining on the targets' unlabeled halves first), coral | mmd |
-    adversarial (alignment with the unlabeled halves while fine-tuning), dapt+LOSS (both); METHOD:per_domain trains
+    adversarial (alignment with the unlabeled halves while fine-tuning), dapt+LOSS (both), self_train (one round:
+    the source model of the seed labels the unlabeled halves, each predicted class keeps its most confident
+    `pseudo_label_fraction`, and MiniLM is fine-tuned on the source data plus those texts), self_train+LOSS
+    (that, aligned too); METHOD:per_domain trains
     one model per target, adapted and aligned to that target's half alone (its source columns: the mean of the
     three runs of a seed), instead of one model for the three halves together. `ceiling`: also the
     in-domain row (`in_domain`), how much room each target leaves. `head_warmup_steps`: MiniLM's new MLM head trains
@@ -189,17 +194,40 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
                                   "--seed", "1", "--disable_tqdm", "true"], adapted[scope])
         return adapted[scope]
 
+    def source_run(seed: int) -> Path:  # the source-only model of a seed: the reference row, the labeller
+        folder = out / "source" / f"seed{seed}"
+        run_command("finetune", ["--model_name_or_path", "builtin:minilm", "--dataset_name",
+                                 "builtin:sentiment_movies", *budget.flags(), "--seed", str(seed)], folder)
+        return folder
+
+    def pseudo_labels(seed: int, scope: str) -> Path:  # the source model's confident labels of the unlabeled halves
+        folder = out / "pseudo_labels" / f"fraction{pseudo_label_fraction:g}" / f"seed{seed}"
+        for domain in TARGETS:
+            path = folder / f"{domain}.jsonl"
+            if not (path.with_name(path.name + ".report.json")).is_file():
+                run_pseudo_label(PseudoLabelArguments(
+                    model_name_or_path=str(source_run(seed)), unlabeled_file=str(files[domain]["unlabeled"]),
+                    output_file=str(path), fraction=pseudo_label_fraction, max_length=budget.max_length,
+                    overwrite_output_file=True))
+        if scope != "all":
+            return folder / f"{scope}.jsonl"
+        both = folder / "all.jsonl"  # the three domains' kept texts in one file: one model for all targets
+        both.write_text("".join((folder / f"{domain}.jsonl").read_text() for domain in TARGETS))
+        return both
+
     results: dict[str, dict[str, list[float]]] = {}
     for method in methods:
         name, _, scope = method.partition(":")
         if scope not in ("", PER_DOMAIN):
             raise ValueError(f"Method {method!r}: expected METHOD or METHOD:{PER_DOMAIN}, found the suffix {scope!r}.")
-        loss = name.split("+", 1)[1] if "+" in name else (name if name not in ("source", "dapt") else None)
+        loss = name.split("+", 1)[1] if "+" in name else (name if name not in BASES else None)
         weight = domain_loss_weight
         if loss and "@" in loss:  # LOSS@WEIGHT: the losses live on different scales (CORAL divides by 4 d^2)
             loss, weight = loss.split("@")[0], float(loss.split("@")[1])
         scores = results.setdefault(method, {d: [] for d in ("source_validation", "source_test", *TARGETS)})
         folder_name = name.replace("+", "_").replace("@", "_w") + (suffix if name.startswith("dapt") else "")
+        if name.startswith("self_train"):
+            folder_name += f"_f{pseudo_label_fraction:g}"
         # One model for the three targets, or (METHOD:per_domain) one per target, adapted/aligned to it alone.
         scopes = list(TARGETS) if scope else ["all"]
         for seed in seeds:
@@ -208,6 +236,8 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
                 base = str(adapt_on(target)) if name.startswith("dapt") else "builtin:minilm"
                 align = ["--target_unlabeled_file", str(files[target]["unlabeled"]), "--domain_loss", loss,
                          "--domain_loss_weight", str(weight)] if loss else []
+                if name.startswith("self_train"):
+                    align += ["--extra_train_file", str(pseudo_labels(seed, target))]
                 folder = (out / f"{folder_name}_{PER_DOMAIN}" / target if scope else out / folder_name) / f"seed{seed}"
                 report = run_command("finetune", ["--model_name_or_path", base, "--dataset_name",
                                                   "builtin:sentiment_movies", *budget.flags(), "--seed", str(seed),

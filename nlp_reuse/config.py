@@ -104,6 +104,13 @@ class DataArguments:
     test_file: str | None = field(
         default=None, metadata={"help": "Test file; carved from the training data (seeded, stratified) if unset."}
     )
+    extra_train_file: str | None = field(
+        default=None,
+        metadata={"help": "Labelled examples added to the train split after it is carved and sub-sampled (never to "
+                          "validation or test), with the same columns: e.g. target-domain texts labelled by "
+                          "`nlp-reuse pseudo-label` (self-training). Labels must be among the train split's; texts "
+                          "also in validation or test are refused."},
+    )
     text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
     text_pair_column: str | None = field(
         default=None, metadata={"help": "Optional second text column, for sentence-pair tasks."}

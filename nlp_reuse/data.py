@@ -114,6 +114,8 @@ def _load_raw(args: DataArguments) -> dict[str, pd.DataFrame]:
 
 def _source(split: str, args: DataArguments) -> str:
     """Where a split came from, for messages: the file flag, or the dataset."""
+    if split == "extra_train":
+        return f"--extra_train_file {args.extra_train_file}"
     if args.dataset_name is not None:
         return f"--dataset_name {args.dataset_name}"
     path = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}[split]
@@ -271,6 +273,8 @@ def load_splits(args: DataArguments, label_names: list[str] | None = None) -> tu
     frames["train"] = _subsample(frames["train"], args.max_train_samples, args.split_seed)
     for split in ("validation", "test"):
         frames[split] = _subsample(frames[split], args.max_eval_samples, args.split_seed)
+    if args.extra_train_file is not None:  # after sub-sampling: --max_train_samples counts the data's own examples
+        frames["train"] = pd.concat([frames["train"], _checked_extra_train(args, names, frames)], ignore_index=True)
     features = Features({column: Value("string") for column in frames["train"].columns if column != "label"})
     features["label"] = ClassLabel(names=names)
     splits = {}
@@ -279,6 +283,41 @@ def load_splits(args: DataArguments, label_names: list[str] | None = None) -> tu
         df["label"] = df["label"].map({n: i for i, n in enumerate(names)}).astype("int64")
         splits[split] = Dataset.from_pandas(df, features=features, preserve_index=False)
     return DatasetDict(splits), names
+
+
+def extra_train_rows(args: DataArguments) -> pd.DataFrame:
+    """The rows of --extra_train_file under canonical column names (empty texts dropped, labels as strings)."""
+    return _normalise_columns(read_data_file(args.extra_train_file, "extra_train"), "extra_train", args)
+
+
+def _checked_extra_train(args: DataArguments, names: list[str], frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """--extra_train_file's rows, refused if a label is not one of the train split's, or if a text is also in the
+    validation or test split (it would be scored on what it was trained on)."""
+    extra = extra_train_rows(args)
+    flag = f"--extra_train_file {args.extra_train_file}"
+    unknown = sorted(set(extra["label"]) - set(names))
+    if unknown:
+        raise DataError(format_error(
+            f"{flag} has labels the train split does not have.", f"labels among {names}",
+            f"{unknown} in {int(extra['label'].isin(unknown).sum())} rows",
+            "fix the label column, or label the texts with a model fine-tuned on this label set "
+            "(nlp-reuse pseudo-label --model_name_or_path RUN)",
+        ))
+    columns = [c for c in ("text", "text_pair") if c in extra]
+
+    def keys(df: pd.DataFrame) -> pd.Series:
+        return df[columns].astype(str).agg("\t".join, axis=1).str.strip()
+
+    held = set(keys(frames["validation"])) | set(keys(frames["test"]))
+    shared = extra.index[keys(extra).isin(held)]
+    if len(shared):
+        raise DataError(format_error(
+            f"{flag} shares {len(shared)} texts with the validation/test splits, e.g. row {shared[0]}: "
+            f"{extra.loc[shared[0], 'text'][:80]!r}.", "extra training texts that no split evaluates on",
+            f"{len(shared)} of {len(extra)} rows also evaluated on",
+            "drop those rows (pseudo-label texts the evaluation never reads, e.g. the other half of a target domain)",
+        ))
+    return extra
 
 
 def tokenize_splits(splits: DatasetDict, tokenizer, max_length: int) -> DatasetDict:

@@ -22,7 +22,7 @@ from nlp_reuse.config import (
     FinetuneArguments,
     NlpReuseTrainingArguments,
 )
-from nlp_reuse.data import describe, load_splits, tokenize_splits
+from nlp_reuse.data import describe, extra_train_rows, load_splits, tokenize_splits
 from nlp_reuse.domain import DomainAdaptationTrainer, load_target_texts, tokenize_target_texts
 from nlp_reuse.ensemble import check_ensemble_options, ensemble_entry, load_ensemble, teachers_of
 from nlp_reuse.evaluation import (
@@ -198,9 +198,11 @@ def release_distributed() -> None:
 
 def _task_entry(data_args: DataArguments, labels: list[str], splits) -> TaskInfo:
     sizes = describe(splits)
+    extra = {} if data_args.extra_train_file is None else {  # num_train counts these too
+        "extra_train_file": data_args.extra_train_file, "num_extra_train": len(extra_train_rows(data_args))}
     return TaskInfo(dataset=data_args.dataset_name or data_args.train_file, labels=labels,
                     text_column=data_args.text_column, num_train=sizes["num_train"],
-                    num_validation=sizes["num_validation"], num_test=sizes["num_test"])
+                    num_validation=sizes["num_validation"], num_test=sizes["num_test"], extra=extra)
 
 
 def build_student(script: DistillScriptArguments, family: StudentFamilyArguments, seed: int,

@@ -44,7 +44,9 @@ class Arguments:
     methods: str = field(
         default="source,dapt,mmd@0.1,dapt+mmd@0.1",
         metadata={"help": "cross_domain, comma-separated, the first is the reference: source | dapt | coral | mmd | "
-                          "adversarial | dapt+LOSS; LOSS@W sets that loss's --domain_loss_weight; METHOD:per_domain "
+                          "adversarial | dapt+LOSS | self_train (one round of self-training from the source "
+                          "model's confident labels of the target texts) | self_train+LOSS; LOSS@W sets that loss's "
+                          "--domain_loss_weight; METHOD:per_domain "
                           "trains one model per target domain, adapted/aligned to that domain alone. Choose W by the "
                           "source validation accuracy, never by target labels: mmd@1 collapsed to one class (source "
                           "validation 50.3%% against 82.7%% without alignment); CORAL divides by 4 d^2 (~1e-8 on "
@@ -57,6 +59,9 @@ class Arguments:
     adapt_head_warmup_steps: int = field(
         default=0, metadata={"help": "cross_domain: adapt --head_warmup_steps (MiniLM's MLM head is new); its runs go "
                                      "to folders suffixed _headN."})
+    pseudo_label_fraction: float = field(
+        default=0.5, metadata={"help": "cross_domain, self_train: the fraction of each predicted class kept (its most "
+                                       "confident texts); fixed beforehand, as no target label may choose it."})
     adapt_learning_rate: float = field(
         default=1e-4, metadata={"help": "cross_domain: peak learning rate of continued pretraining."})
     task: str = field(default="trec6", metadata={"help": "multi_teacher: the builtin task."})
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.experiment == "cross_domain":
         text, results = cross_domain(out / "cross_domain", seeds, budget, args.methods.split(","),
                                      args.domain_loss_weight, args.adapt_epochs, args.adapt_learning_rate,
-                                     args.in_domain_ceiling, args.adapt_head_warmup_steps)
+                                     args.in_domain_ceiling, args.adapt_head_warmup_steps,
+                                     args.pseudo_label_fraction)
     elif args.experiment == "multitask":
         text, results = multitask(out, seeds, budget, args.student_layers, args.student_epochs, args.temperature,
                                   args.alpha)

@@ -26,6 +26,7 @@ COMMANDS = {
     "compress": ("compress", "prune by KD importance, distill-recover, QAT, int8 and OpenVINO, all measured"),
     "frontier": ("frontier", "students 10x-100x faster: train, export and time them all, pick under a budget"),
     "adapt": ("adapt", "continued masked-LM pretraining on unlabeled in-domain texts (domain adaptation)"),
+    "pseudo-label": ("pseudo_label", "label unlabeled texts with a classifier, keep the confident (self-training)"),
 }
 
 

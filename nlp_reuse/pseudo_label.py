@@ -1,0 +1,140 @@
+"""Self-training: a fine-tuned classifier labels unlabeled texts, and its most confident labels become training data.
+
+`nlp-reuse pseudo-label` writes the kept texts with their predicted labels to a .jsonl/.csv file that `finetune
+--extra_train_file` adds to the labelled train split. For domain adaptation the classifier is fine-tuned on the source
+domain and the texts come from the target domain; training again on source + pseudo-labelled target texts moves the
+model towards the target (one round of self-training; run it again with the new model for another round).
+
+Selection is class-balanced (CBST, Zou et al. 2018, "Unsupervised Domain Adaptation for Semantic Segmentation via
+Class-Balanced Self-Training"): each predicted class keeps the same fraction of its texts, its most confident ones, so
+a class the model over-predicts on the new domain cannot crowd out the others, and no threshold has to be tuned on
+target labels nobody has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nlp_reuse.errors import ConfigError, format_error
+from nlp_reuse.files import stage_path, write_json
+from nlp_reuse.tables import render_table
+
+OUTPUT_SUFFIXES = (".jsonl", ".csv")
+
+
+@dataclass
+class PseudoLabelArguments:
+    model_name_or_path: str = field(
+        metadata={"help": "The fine-tuned classifier that labels the texts (a run folder, e.g. finetune's "
+                          "--output_dir, or a Hub id)."})
+    unlabeled_file: str = field(
+        metadata={"help": "The texts to label: .txt (one per line) or .csv/.tsv/.jsonl/.json/.parquet with "
+                          "--text_column. Texts your evaluation reads must not be among them."})
+    output_file: str = field(
+        metadata={"help": "Where the kept texts go (.jsonl or .csv), with columns --text_column, --label_column "
+                          "(the label's name) and confidence: a --extra_train_file for finetune."})
+    fraction: float = field(
+        default=0.5, metadata={"help": "Keep this fraction of each predicted class, its most confident texts "
+                                       "(class-balanced); 1 keeps every text."})
+    min_confidence: float = field(
+        default=0.0, metadata={"help": "Also drop texts whose predicted probability is below this (0 to 1)."})
+    text_column: str = field(
+        default="text", metadata={"help": "Column of the texts in a table --unlabeled_file, and in the output: use "
+                                          "the name your training data uses."})
+    label_column: str = field(default="label", metadata={"help": "Column of the predicted labels in the output."})
+    max_length: int = field(default=128, metadata={"help": "Tokens per text."})
+    batch_size: int = field(default=64, metadata={"help": "Texts per forward pass."})
+    overwrite_output_file: bool = field(default=False, metadata={"help": "Replace an existing --output_file."})
+
+    def __post_init__(self):
+        if not 0.0 < self.fraction <= 1.0:
+            raise ConfigError(format_error("--fraction is out of range.", "a fraction in (0, 1]", repr(self.fraction),
+                                           "pass e.g. --fraction 0.5 to keep the more confident half of each class"))
+        if not 0.0 <= self.min_confidence < 1.0:
+            raise ConfigError(format_error("--min_confidence is out of range.", "a probability in [0, 1)",
+                                           repr(self.min_confidence), "pass e.g. --min_confidence 0.9, or leave it 0"))
+        out = Path(self.output_file)
+        if out.suffix.lower() not in OUTPUT_SUFFIXES:
+            raise ConfigError(format_error(f"--output_file {out} has an unsupported suffix.",
+                                           f"one of {list(OUTPUT_SUFFIXES)}", repr(out.suffix),
+                                           f"name it e.g. {out.with_suffix('.jsonl')}"))
+        if out.resolve() == Path(self.unlabeled_file).resolve():
+            raise ConfigError(format_error("--output_file is --unlabeled_file.", "a new file for the labelled texts",
+                                           str(out), "choose another --output_file; the unlabeled texts are kept"))
+        if out.exists() and not self.overwrite_output_file:
+            raise ConfigError(format_error(f"--output_file {out} exists.", "a path that does not exist yet",
+                                           "an existing file", "choose another path, or pass "
+                                                               "--overwrite_output_file true to replace it"))
+        if self.text_column == self.label_column or "confidence" in (self.text_column, self.label_column):
+            raise ConfigError(format_error("The output columns clash.", "three distinct columns: --text_column, "
+                                           "--label_column and confidence",
+                                           f"{self.text_column!r}, {self.label_column!r}, 'confidence'",
+                                           "rename --text_column or --label_column"))
+
+
+def select_confident(probabilities: np.ndarray, fraction: float, min_confidence: float = 0.0) -> np.ndarray:
+    """Indices (ascending) of the rows kept from `probabilities` (n, classes): within each predicted class, its
+    `floor(fraction * count)` most confident rows (ties: the earlier row), then only those with a probability of at
+    least `min_confidence`."""
+    predicted, confidence = probabilities.argmax(1), probabilities.max(1)
+    kept = []
+    for label in range(probabilities.shape[1]):
+        rows = np.flatnonzero(predicted == label)
+        order = rows[np.argsort(-confidence[rows], kind="stable")]
+        kept.append(order[: int(np.floor(fraction * len(rows) + 1e-9))])
+    kept = np.sort(np.concatenate(kept))
+    return kept[confidence[kept] >= min_confidence]
+
+
+def summarise(probabilities: np.ndarray, kept: np.ndarray, labels: list[str]) -> list[dict]:
+    """Per label: texts predicted, texts kept, and the lowest and mean confidence kept."""
+    predicted, confidence = probabilities.argmax(1), probabilities.max(1)
+    rows = []
+    for i, label in enumerate(labels):
+        mine = kept[predicted[kept] == i]
+        rows.append({"label": label, "predicted": int((predicted == i).sum()), "kept": len(mine),
+                     "min_confidence_kept": round(float(confidence[mine].min()), 4) if len(mine) else None,
+                     "mean_confidence_kept": round(float(confidence[mine].mean()), 4) if len(mine) else None})
+    return rows
+
+
+def run_pseudo_label(args: PseudoLabelArguments, command: str = "") -> dict:
+    """Label `args.unlabeled_file` with `args.model_name_or_path`, keep the confident texts, write them and a report
+    (OUTPUT.report.json) beside them; the report."""
+    from nlp_reuse.modeling import classifier_labels, load_teacher, load_tokenizer
+    from nlp_reuse.predict import predict_logits
+    from nlp_reuse.transfer_set import load_unlabeled_texts
+
+    texts = load_unlabeled_texts(args.unlabeled_file, args.text_column)  # before the model: bad input fails fast
+    tokenizer = load_tokenizer(args.model_name_or_path)
+    model = load_teacher(args.model_name_or_path)
+    labels = classifier_labels(model.config)
+    logits = predict_logits(model, texts, tokenizer=tokenizer, batch_size=args.batch_size,
+                            max_length=args.max_length, desc="pseudo-labelling")
+    shifted = np.exp(logits - logits.max(1, keepdims=True))
+    probabilities = shifted / shifted.sum(1, keepdims=True)
+    kept = select_confident(probabilities, args.fraction, args.min_confidence)
+    out = Path(args.output_file)
+    rows = pd.DataFrame({args.text_column: [texts[i] for i in kept],
+                         args.label_column: [labels[i] for i in probabilities[kept].argmax(1)],
+                         "confidence": probabilities[kept].max(1).round(6)})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = stage_path(out)  # written whole, then renamed: a kill never leaves half a training file
+    if out.suffix.lower() == ".csv":
+        rows.to_csv(stage, index=False)
+    else:
+        rows.to_json(stage, orient="records", lines=True, force_ascii=False)
+    stage.replace(out)
+    per_label = summarise(probabilities, kept, labels)
+    report = {"model_name_or_path": args.model_name_or_path, "unlabeled_file": args.unlabeled_file,
+              "output_file": str(out), "num_texts": len(texts), "num_kept": int(len(kept)),
+              "fraction": args.fraction, "min_confidence": args.min_confidence, "max_length": args.max_length,
+              "per_label": per_label, "command": command}
+    write_json(out.with_name(out.name + ".report.json"), report)
+    header = list(per_label[0])
+    print(render_table(header, [[str(row[k]) for k in header] for row in per_label]))
+    return report
