@@ -65,7 +65,7 @@ def predict_logits(model: nn.Module, inputs: Sequence[str] | Dataset, *, tokeniz
                               enabled=autocast_dtype is not None)
     chunks = []
     with eval_mode(model), torch.inference_mode(), autocast:
-        for batch in tqdm(batches, desc=desc) if desc else batches:
+        for batch in tqdm(batches, desc=desc, total=-(-len(inputs) // batch_size), unit="batch") if desc else batches:
             batch = {name: tensor.to(device) for name, tensor in batch.items()}
             chunks.append(output(batch).float().cpu().numpy())  # (batch, num_labels)
     return np.concatenate(chunks)

@@ -215,6 +215,31 @@ def test_lineage_names_domain_alignment_and_continued_pretraining(tmp_path):
     assert describe_lineage(entry, {}) == []
 
 
+def test_lineage_names_pseudo_labelled_training_rows(tmp_path):
+    from nlp_reuse.hub.card import describe_extra_train, describe_lineage
+    from nlp_reuse.report import ModelEntry
+
+    pseudo = tmp_path / "tweets.jsonl"
+    pseudo.write_text('{"text": "so good", "label": "positive", "confidence": 0.99}\n')
+    teacher_report = {"task": {"dataset": "builtin:sentiment_movies", "num_train": 2858, "num_extra_train": 858,
+                               "extra_train_file": str(pseudo)}}
+    entry = ModelEntry(params=1, num_layers=6, size_mb=1.0, test={"accuracy": 0.9, "macro_f1": 0.9}, latency_ms=1.0)
+    assert describe_lineage(entry, teacher_report) == [
+        "**Extra training rows:** 858 of the teacher's 2,858 training examples came from `tweets.jsonl`."]
+    # With `nlp-reuse pseudo-label`'s report beside the file, the sentence says how the rows were made.
+    (tmp_path / "tweets.jsonl.report.json").write_text(json.dumps({
+        "model_name_or_path": "runs/movies", "unlabeled_file": "/data/tweets_unlabeled.txt", "fraction": 0.5,
+        "per_label": []}))
+    assert describe_extra_train(teacher_report["task"], "student") == (
+        "**Extra training rows:** 858 of the student's 2,858 training examples came from `tweets.jsonl`: pseudo-labels "
+        "of `tweets_unlabeled.txt` by `runs/movies`, the most confident 0.5 of each predicted class (self-training).")
+    (tmp_path / "tweets.jsonl.report.json").write_text("{broken")
+    assert describe_extra_train(teacher_report["task"], "student").endswith("came from `tweets.jsonl`.")
+    assert describe_extra_train({"num_train": 5}, "student") is None
+    assert describe_extra_train({"extra_train_file": "x.csv"}, "teacher") == (
+        "**Extra training rows:** some of the teacher's training examples came from `x.csv`.")
+
+
 def test_joint_training_line_of_a_three_task_proportional_run():
     from nlp_reuse.hub import describe_joint_training
     from nlp_reuse.report import MultiTaskReport, ReportError

@@ -7,6 +7,7 @@ read from ``report.json`` (an `nlp_reuse.report.RunReport`) or the student's ``c
 from __future__ import annotations
 
 import importlib.resources
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,9 @@ def describe_lineage(teacher: ModelEntry, teacher_report: dict[str, Any], multit
                      f"features with {f'{count:,}' if isinstance(count, int) else 'the'} unlabeled target-domain "
                      f"texts of `{Path(str(domain.get('target_unlabeled_file'))).name}` by the "
                      f"`{domain.get('domain_loss')}` loss (weight {domain.get('domain_loss_weight')}).")
+    extra = describe_extra_train(teacher_report.get("task"), "teacher")
+    if extra:
+        lines.append(extra)
     base = _teacher_base(teacher_report)
     adapted = _teacher_report(base) if isinstance(base, str) else {}
     if "masked_lm_loss" in adapted:
@@ -217,6 +221,26 @@ def describe_lineage(teacher: ModelEntry, teacher_report: dict[str, Any], multit
                      f"after masked-LM training on unlabeled target-domain texts: {sources or 'unrecorded'}"
                      f"{measured}.")
     return lines
+
+
+def describe_extra_train(task: Any, who: str) -> str | None:
+    """A card sentence for training rows added by --extra_train_file (`task`: a report's task dict), naming the model
+    that labelled them when the file is `nlp-reuse pseudo-label` output whose report is still beside it."""
+    if not isinstance(task, dict) or not task.get("extra_train_file"):
+        return None
+    path = Path(str(task["extra_train_file"]))
+    sidecar = path.with_name(path.name + ".report.json")
+    try:
+        made = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    except (OSError, ValueError):  # unreadable: the sentence goes without how the rows were made
+        made = {}
+    how = (f": pseudo-labels of `{Path(str(made.get('unlabeled_file'))).name}` by `{made.get('model_name_or_path')}`, "
+           f"the most confident {made.get('fraction')} of each predicted class (self-training)"
+           if isinstance(made, dict) and "per_label" in made else "")
+    extra, total = task.get("num_extra_train"), task.get("num_train")
+    return (f"**Extra training rows:** {f'{extra:,}' if isinstance(extra, int) else 'some'} of the {who}'s "
+            f"{f'{total:,}' if isinstance(total, int) else ''} training examples came from `{path.name}`{how}."
+            ).replace("'s  training", "'s training")
 
 
 def describe_dataset(dataset: str) -> dict[str, Any]:
@@ -335,7 +359,8 @@ def _card_context(folder: RunFolder, repo_id: str | None, base_model: str | None
                         + ", ".join(f"`{m['name_or_path']}`" for m in ensemble["teachers"]) + ")"
                         if ensemble else f"the {teacher.num_layers}-layer "
                         f"{'multi-task ' if folder.multitask is not None else ''}teacher `{teacher_name}`")},
-        "lineage": describe_lineage(teacher, teacher_report, folder.multitask, folder.task),
+        "lineage": describe_lineage(teacher, teacher_report, folder.multitask, folder.task)
+        + [line for line in [describe_extra_train(task.to_dict(), "student")] if line],
         "base_model": base_model,
         "student": {
             **describe_student(student_config, student.num_layers),
