@@ -63,3 +63,66 @@ def test_target_accuracy_is_evaluated_once_per_model_domain_and_file(tmp_path, m
 @pytest.mark.parametrize("values, expected", [([0.9, 0.9], "90.00 ± 0.00"), ([0.1, 0.3], "20.00 ± 14.14")])
 def test_mean_std_two_seeds(values, expected):
     assert transfer.mean_std(values) == expected
+
+
+@pytest.fixture
+def fake_runs(tmp_path, monkeypatch):
+    """cross_domain with every training, pseudo-labelling and evaluation replaced by a record of what was asked."""
+    calls = []
+
+    def run_command(command, flags, output_dir, log=None):
+        calls.append((command, list(flags), output_dir))
+        return {"model": {"validation": {"accuracy": 0.8}, "test": {"accuracy": 0.8}}}
+
+    def run_pseudo_label(args):
+        calls.append(("pseudo-label", args.model_name_or_path, args.unlabeled_file, args.output_file, args.fraction))
+        path = Path(args.output_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'{{"text": "{path.stem}", "label": "positive"}}\n')
+        path.with_name(path.name + ".report.json").write_text("{}")
+
+    monkeypatch.setattr(transfer, "run_command", run_command)
+    monkeypatch.setattr(transfer, "run_pseudo_label", run_pseudo_label)
+    monkeypatch.setattr(transfer, "target_accuracy", lambda folder, domain, test, length: 0.7)
+    return calls
+
+
+def flag(flags, name):
+    return flags[flags.index(name) + 1] if name in flags else None
+
+
+def test_per_domain_methods_align_each_target_alone(tmp_path, fake_runs):
+    transfer.cross_domain(tmp_path, [1], transfer.Budget(), ["source", "coral@10000:per_domain"], 1.0, 3.0, 1e-4)
+    aligned = [(flags, out) for command, flags, out in fake_runs if flag(flags, "--domain_loss") == "coral"]
+    assert [out.relative_to(tmp_path).as_posix() for _, out in aligned] == [
+        f"coral_w10000_per_domain/{domain}/seed1" for domain in transfer.TARGETS]
+    assert [Path(flag(flags, "--target_unlabeled_file")).name for flags, _ in aligned] == [
+        f"{domain}_unlabeled.txt" for domain in transfer.TARGETS]
+    assert all(flag(flags, "--domain_loss_weight") == "10000.0" for flags, _ in aligned)
+    with pytest.raises(ValueError, match="expected METHOD or METHOD:per_domain, found the suffix 'each'"):
+        transfer.cross_domain(tmp_path, [1], transfer.Budget(), ["source", "coral:each"], 1.0, 3.0, 1e-4)
+
+
+def test_self_training_labels_the_unlabeled_halves_with_the_chosen_model(tmp_path, fake_runs):
+    transfer.cross_domain(tmp_path, [2], transfer.Budget(), ["source", "coral@10000", "self_train+coral@10000"],
+                          1.0, 3.0, 1e-4, pseudo_label_fraction=0.4, pseudo_label_from="coral@10000")
+    labelled = [call for call in fake_runs if call[0] == "pseudo-label"]
+    assert [Path(c[2]).name for c in labelled] == [f"{d}_unlabeled.txt" for d in transfer.TARGETS]
+    assert {c[1] for c in labelled} == {str(tmp_path / "coral_w10000" / "seed2")} and {c[4] for c in labelled} == {0.4}
+    command, flags, out = fake_runs[-1]
+    assert out == tmp_path / "self_train_coral_w10000_from_coral_w10000_f0.4" / "seed2"
+    assert flag(flags, "--domain_loss") == "coral" and flag(flags, "--seed") == "2"
+    combined = Path(flag(flags, "--extra_train_file"))
+    assert combined.read_text().splitlines() == [f'{{"text": "{d}", "label": "positive"}}' for d in transfer.TARGETS]
+    with pytest.raises(ValueError, match="--pseudo_label_from mmd: expected a method"):
+        transfer.cross_domain(tmp_path / "b", [1], transfer.Budget(), ["source", "self_train"], 1.0, 3.0, 1e-4,
+                              pseudo_label_from="mmd")
+
+
+def test_self_training_per_domain_reads_its_own_domains_labels(tmp_path, fake_runs):
+    transfer.cross_domain(tmp_path, [1], transfer.Budget(), ["source", "self_train:per_domain"], 1.0, 3.0, 1e-4)
+    runs = [(c[1], c[2]) for c in fake_runs if c[0] == "finetune" and "--extra_train_file" in c[1]]
+    assert [Path(flag(flags, "--extra_train_file")).name for flags, _ in runs] == [
+        f"{d}.jsonl" for d in transfer.TARGETS]
+    labeller = {call[1] for call in fake_runs if call[0] == "pseudo-label"}
+    assert labeller == {str(tmp_path / "source" / "seed1")}
