@@ -14,7 +14,6 @@ decoder is tied to the input embeddings, as BERT's is.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +28,11 @@ from transformers import (
     set_seed,
 )
 
-from nlp_reuse.config import BUILTIN_TEACHER, DataArguments, NlpReuseTrainingArguments, _check_range
-from nlp_reuse.data import load_splits
-from nlp_reuse.errors import ConfigError, DataError, ModelError, format_error
+from nlp_reuse.adapt_texts import TEXT_SOURCES, collect_texts, tokenize_texts
+from nlp_reuse.config import BUILTIN_TEACHER, NlpReuseTrainingArguments
+from nlp_reuse.errors import ConfigError, ModelError, check_range, format_error
 from nlp_reuse.evaluation import environment
 from nlp_reuse.files import prepare_output_dir, write_json
-from nlp_reuse.leak_check import split_settings
 from nlp_reuse.masked_lm import (
     MAX_MASK_PASSES,
     LoadedMaskedLM,
@@ -58,12 +56,10 @@ from nlp_reuse.runs import (
     resolve_resume,
 )
 from nlp_reuse.strategies import measure_training
-from nlp_reuse.transfer_set import UNLABELED_SUFFIXES, load_unlabeled_texts
+from nlp_reuse.transfer_set import UNLABELED_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
-# The text sources, in the order their texts are read (and deduplicated: the first occurrence is kept).
-TEXT_SOURCES = ("unlabeled_file", "dataset_name", "train_file")
 # Beside the model's checkpoints: what the head warm-up did, read back by a run resumed from one of them (its
 # checkpoint holds the warmed-up head, so the warm-up does not run again).
 HEAD_WARMUP_FILE = "head_warmup.json"
@@ -180,12 +176,12 @@ class AdaptArguments(NlpReuseTrainingArguments):
             ))
         for name, values in given.items():
             setattr(self, name, values or None)
-        _check_range("mlm_probability", self.mlm_probability, 0.0, 1.0, low_open=True)
+        check_range("mlm_probability", self.mlm_probability, 0.0, 1.0, low_open=True)
         if self.mlm_probability == 1.0:
             raise ConfigError("--mlm_probability must be below 1 (some context must stay visible), got 1.0.")
-        _check_range("validation_fraction", self.validation_fraction, 0.0, 0.5, low_open=True)
-        _check_range("validation_split_size", self.validation_split_size, 0.0, 0.5, low_open=True)
-        _check_range("test_split_size", self.test_split_size, 0.0, 0.5, low_open=True)
+        check_range("validation_fraction", self.validation_fraction, 0.0, 0.5, low_open=True)
+        check_range("validation_split_size", self.validation_split_size, 0.0, 0.5, low_open=True)
+        check_range("test_split_size", self.test_split_size, 0.0, 0.5, low_open=True)
         if self.max_length < 8:
             raise ConfigError(f"--max_length must be >= 8, got {self.max_length}.")
         if self.max_unlabeled_samples is not None and self.max_unlabeled_samples < 2:
@@ -195,7 +191,7 @@ class AdaptArguments(NlpReuseTrainingArguments):
             raise ConfigError(f"--loss_masked_tokens must be >= 1, got {self.loss_masked_tokens}.")
         if self.head_warmup_steps < 0:
             raise ConfigError(f"--head_warmup_steps must be >= 0, got {self.head_warmup_steps}.")
-        _check_range("head_warmup_learning_rate", self.head_warmup_learning_rate, 0.0, 1.0, low_open=True)
+        check_range("head_warmup_learning_rate", self.head_warmup_learning_rate, 0.0, 1.0, low_open=True)
         if self.train_loss_samples < 0:
             raise ConfigError(f"--train_loss_samples must be >= 0, got {self.train_loss_samples}.")
         if self.push_to_hub:  # Trainer's own push would upload checkpoints and optimizer states
@@ -203,97 +199,6 @@ class AdaptArguments(NlpReuseTrainingArguments):
                 "adapt does not push to the Hub.", "no --push_to_hub", "--push_to_hub true",
                 "drop it and upload the adapted folder as it is: `hf upload OWNER/NAME OUTPUT_DIR`",
             ))
-
-
-# ---------------------------------------------------------------------------------------------------------- texts
-
-
-@dataclass
-class TextSource:
-    """One source of adaptation texts and how many non-empty texts it gave (labelled data: its train split)."""
-
-    flag: str  # unlabeled_file | dataset_name | train_file
-    name: str
-    texts: int
-    path: str | None = None  # a file's resolved path
-    split: dict | None = None  # labelled data: the settings its train split was carved with (split_settings)
-
-
-@dataclass
-class AdaptTexts:
-    """The texts an adaptation run trains on and the ones it holds out, with where they came from."""
-
-    train: list[str]
-    heldout: list[str]
-    sources: list[TextSource]
-    duplicates_removed: int
-    capped_from: int | None = None  # the number of texts before --max_unlabeled_samples, when it applied
-
-    def summary(self) -> dict:
-        return {"sources": [dataclasses.asdict(s) for s in self.sources], "duplicates_removed": self.duplicates_removed,
-                "capped_from": self.capped_from, "num_train": len(self.train), "num_heldout": len(self.heldout)}
-
-
-def _labelled_data(args: AdaptArguments, flag: str, name: str) -> DataArguments:
-    """The data arguments `finetune` would read a labelled dataset or file with, carving its splits the same way."""
-    builtin = flag == "dataset_name" and name.startswith("builtin:")
-    return DataArguments(
-        dataset_name=name if flag == "dataset_name" else None, train_file=name if flag == "train_file" else None,
-        dataset_config=args.dataset_config, text_column="text" if builtin else args.text_column,
-        label_column=args.label_column, validation_split_size=args.validation_split_size,
-        test_split_size=args.test_split_size, split_seed=args.split_seed,
-    )
-
-
-def _train_texts(data_args: DataArguments) -> list[str]:
-    """The texts of the train split of a labelled dataset or file."""
-    splits, _ = load_splits(data_args)
-    return [text.strip() for text in splits["train"]["text"] if text.strip()]
-
-
-def collect_texts(args: AdaptArguments) -> AdaptTexts:
-    """Read every source, drop duplicates (first occurrence kept), cap at --max_unlabeled_samples and hold out
-    --validation_fraction of the texts (all seeded with --split_seed). Raises before any model is loaded."""
-    texts: list[str] = []
-    sources = []
-    for flag in TEXT_SOURCES:
-        for name in getattr(args, flag) or []:
-            if flag == "unlabeled_file":
-                read, split = load_unlabeled_texts(name, args.text_column), None
-            else:
-                data_args = _labelled_data(args, flag, name)
-                read, split = _train_texts(data_args), split_settings(data_args)
-            path = None if flag == "dataset_name" else str(Path(name).resolve())
-            sources.append(TextSource(flag, name, len(read), path=path, split=split))
-            texts += read
-    unique = list(dict.fromkeys(texts))
-    rng = np.random.default_rng(args.split_seed)
-    capped_from = None
-    if args.max_unlabeled_samples is not None and len(unique) > args.max_unlabeled_samples:
-        capped_from = len(unique)
-        keep = np.sort(rng.choice(len(unique), size=args.max_unlabeled_samples, replace=False))
-        unique = [unique[i] for i in keep]
-    if len(unique) < 2:
-        raise DataError(format_error(
-            "Too few texts to adapt on.", "at least 2 distinct texts (one to train on, one held out)",
-            f"{len(unique)} distinct text(s) from {', '.join(f'--{s.flag} {s.name}' for s in sources)}",
-            "add in-domain texts, or another source",
-        ))
-    n_heldout = min(max(1, round(args.validation_fraction * len(unique))), len(unique) - 1)
-    order = rng.permutation(len(unique))
-    heldout = set(order[:n_heldout].tolist())
-    return AdaptTexts(train=[t for i, t in enumerate(unique) if i not in heldout],
-                      heldout=[t for i, t in enumerate(unique) if i in heldout], sources=sources,
-                      duplicates_removed=len(texts) - len(dict.fromkeys(texts)), capped_from=capped_from)
-
-
-def tokenize_texts(texts: list[str], tokenizer, max_length: int) -> Dataset:
-    """Token ids of `texts`, truncated, not padded (the collator pads and masks each batch)."""
-    return Dataset.from_dict({"text": texts}).map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length,
-                                return_special_tokens_mask=True),
-        batched=True, remove_columns=["text"], desc="Tokenizing",
-    )
 
 
 @dataclass

@@ -38,3 +38,11 @@ USER_ERRORS = (NlpReuseError, FileExistsError, FileNotFoundError)
 def format_error(problem: str, expected: str, found: str, fix: str) -> str:
     """One error message layout for the package: problem, expected, found, how to fix."""
     return f"{problem}\n  expected: {expected}\n  found:    {found}\n  fix:      {fix}"
+
+
+def check_range(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
+    """Refuse --`name` outside [low, high] (or (low, high] with `low_open`), before any work."""
+    below = value <= low if low_open else value < low
+    if below or value > high:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"--{name} must be in {bracket}{low}, {high}], got {value}.")

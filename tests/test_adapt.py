@@ -24,7 +24,8 @@ from transformers import (
 )
 
 from conftest import LABELS, make_examples, write_jsonl
-from nlp_reuse.adapt import HEAD_WARMUP_FILE, AdaptArguments, collect_texts, load_masked_lm, run_adapt
+from nlp_reuse.adapt import HEAD_WARMUP_FILE, AdaptArguments, load_masked_lm, run_adapt
+from nlp_reuse.adapt_texts import collect_texts
 from nlp_reuse.commands import main as nlp_reuse_main
 from nlp_reuse.config import DataArguments, FinetuneArguments
 from nlp_reuse.data import load_splits

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nlp_reuse.cli import command_line, make_parser, parse_args
-from nlp_reuse.config import STRATEGIES, DataArguments, FinetuneArguments
+from nlp_reuse.config import DataArguments, FinetuneArguments
 from nlp_reuse.files import prepare_output_dir, write_json
 from nlp_reuse.pipeline import release_distributed, run_finetune
 from nlp_reuse.strategies import format_strategy_table, strategy_row
+from nlp_reuse.strategy_config import STRATEGIES
 
 
 @dataclass

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 from torch import nn
 from transformers import PreTrainedModel
 
-from nlp_reuse.config import StrategyArguments
 from nlp_reuse.errors import StrategyError
 from nlp_reuse.modeling import encoder_layers
 from nlp_reuse.strategies.parts import head_modules, module_name
+from nlp_reuse.strategy_config import StrategyArguments
 
 if TYPE_CHECKING:
     from peft import PeftModel

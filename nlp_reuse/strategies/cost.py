@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from nlp_reuse.config import StrategyArguments
 from nlp_reuse.strategies.adapters import PEFT_STRATEGIES, target_module_names
+from nlp_reuse.strategy_config import StrategyArguments
 from nlp_reuse.tables import render_table
 
 logger = logging.getLogger(__name__)

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
-from nlp_reuse.config import STRATEGIES, StrategyArguments
 from nlp_reuse.errors import StrategyError
 from nlp_reuse.modeling import count_parameters
 from nlp_reuse.strategies.adapters import attach_adapter
 from nlp_reuse.strategies.parts import head_modules, top_layers
+from nlp_reuse.strategy_config import STRATEGIES, StrategyArguments
 
 if TYPE_CHECKING:
     from peft import PeftModel
