@@ -22,34 +22,27 @@ from nlp_reuse.config import (
     FinetuneArguments,
     NlpReuseTrainingArguments,
 )
-from nlp_reuse.data import describe, extra_train_rows, load_splits, tokenize_splits
+from nlp_reuse.data import load_splits, tokenize_splits
 from nlp_reuse.domain import DomainAdaptationTrainer, load_target_texts, tokenize_target_texts
 from nlp_reuse.ensemble import check_ensemble_options, ensemble_entry, load_ensemble, teachers_of
-from nlp_reuse.evaluation import (
-    compute_metrics,
-    environment,
-    format_table,
-    size_on_disk_mb,
-    torch_latency_ms,
-)
+from nlp_reuse.evaluation import compute_metrics, environment, format_table
 from nlp_reuse.families import build_student_family
 from nlp_reuse.files import prepare_output_dir, write_json
 from nlp_reuse.leak_check import check_adapted_splits
 from nlp_reuse.modeling import (
     check_compatibility,
     classifier_labels,
-    count_parameters,
     fit_max_length,
     load_for_finetuning,
     load_student,
     load_teacher,
     load_tokenizer,
-    num_layers,
     resolve_model_path,
     student_from_config,
     student_from_teacher_layers,
 )
-from nlp_reuse.report import TEST_METRICS, DistillationSettings, FinetuneReport, ModelEntry, RunReport, TaskInfo
+from nlp_reuse.report import TEST_METRICS, DistillationSettings, FinetuneReport, ModelEntry, RunReport
+from nlp_reuse.run_entries import _run_args, _task_entry, model_entry
 from nlp_reuse.runs import (
     CHECKPOINTS,
     check_rerun,
@@ -85,35 +78,6 @@ def _trainer_args(args: NlpReuseTrainingArguments, output_dir: Path) -> NlpReuse
     trainer_args.push_to_hub = False
     trainer_args.hub_token = None
     return trainer_args
-
-
-def _weights_size_mb(model: PreTrainedModel, folder: str | Path | None) -> float:
-    if folder is not None and Path(folder).is_dir():
-        try:
-            return size_on_disk_mb(folder)
-        except FileNotFoundError:
-            pass  # a Hub snapshot without local weights: fall back to the in-memory size below
-    return sum(p.numel() * p.element_size() for p in model.state_dict().values()) / 1e6
-
-
-def model_entry(model: PreTrainedModel, test_metrics: dict, folder: str | Path | None, tokenizer,
-                latency_texts: list[str], max_length: int, **fields) -> ModelEntry:
-    """One row of the report: size, depth, test metrics and batch-1 CPU latency of `model` (`fields`: the
-    entry's optional ModelEntry fields, e.g. path)."""
-    model = model.to("cpu").eval()
-    return ModelEntry(
-        params=count_parameters(model), num_layers=num_layers(model),
-        size_mb=round(_weights_size_mb(model, folder), 3),
-        test={k: test_metrics[f"test_{k}"] for k in TEST_METRICS},
-        latency_ms=round(torch_latency_ms(model, tokenizer, latency_texts, max_length), 3), **fields,
-    )
-
-
-def _run_args(data_args: DataArguments, args: NlpReuseTrainingArguments,
-              script: DistillScriptArguments | None = None) -> dict:
-    # TrainingArguments.to_dict() masks tokens (hub_token -> "<HUB_TOKEN>").
-    return {"data": dataclasses.asdict(data_args), **({"run": dataclasses.asdict(script)} if script else {}),
-            "training": args.to_dict()}
 
 
 def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str = "") -> dict:
@@ -194,15 +158,6 @@ def release_distributed() -> None:
     """End of a script: tear the process group down on every rank (call once, when no run follows)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
-
-
-def _task_entry(data_args: DataArguments, labels: list[str], splits) -> TaskInfo:
-    sizes = describe(splits)
-    extra = {} if data_args.extra_train_file is None else {  # num_train counts these too
-        "extra_train_file": data_args.extra_train_file, "num_extra_train": len(extra_train_rows(data_args))}
-    return TaskInfo(dataset=data_args.dataset_name or data_args.train_file, labels=labels,
-                    text_column=data_args.text_column, num_train=sizes["num_train"],
-                    num_validation=sizes["num_validation"], num_test=sizes["num_test"], extra=extra)
 
 
 def build_student(script: DistillScriptArguments, family: StudentFamilyArguments, seed: int,

@@ -189,7 +189,7 @@ def test_base_model_of_a_relative_local_teacher_does_not_depend_on_the_working_d
 
 
 def test_lineage_names_domain_alignment_and_continued_pretraining(tmp_path):
-    from nlp_reuse.hub.card import describe_lineage
+    from nlp_reuse.hub.lineage import describe_lineage
     from nlp_reuse.report import ModelEntry
 
     adapted = tmp_path / "adapted"
@@ -216,7 +216,7 @@ def test_lineage_names_domain_alignment_and_continued_pretraining(tmp_path):
 
 
 def test_lineage_names_pseudo_labelled_training_rows(tmp_path):
-    from nlp_reuse.hub.card import describe_extra_train, describe_lineage
+    from nlp_reuse.hub.lineage import describe_extra_train, describe_lineage
     from nlp_reuse.report import ModelEntry
 
     pseudo = tmp_path / "tweets.jsonl"

@@ -240,15 +240,15 @@ def test_max_length_beyond_the_position_table_is_capped(finetuned, tiny_data_dir
 def test_teacher_measurements_are_reused_only_while_nothing_changes(finetuned, tiny_data_dir, tmp_path, monkeypatch):
     """With --teacher_cache a rerun reuses the teacher's test metrics and latency (no teacher evaluation, no timing);
     another latency setting or other test data is measured again."""
-    import nlp_reuse.pipeline as pipeline
+    import nlp_reuse.run_entries as run_entries
 
     teacher, _ = finetuned
     flags = ["--teacher_model_name_or_path", str(teacher), "--student_num_layers", "1",
              "--teacher_cache", str(tmp_path / "cache"), *data_flags(tiny_data_dir), *FAST]
     first = distill.main([*flags, "--output_dir", str(tmp_path / "a")])
     timed = []
-    monkeypatch.setattr(pipeline, "torch_latency_ms", lambda model, *a: timed.append(model.config.num_hidden_layers)
-                        or 1.0)
+    monkeypatch.setattr(run_entries, "torch_latency_ms",
+                        lambda model, *a: timed.append(model.config.num_hidden_layers) or 1.0)
     second = distill.main([*flags, "--output_dir", str(tmp_path / "b")])
     assert not first["teacher_measurements"]["reused"] and second["teacher_measurements"]["reused"]
     assert second["teacher"] == first["teacher"] and timed == [1]  # only the 1-layer student was timed

@@ -7,6 +7,7 @@ single-task view of the report.
 
 - `run_folder`: reads and checks the run folder (report.json as an `nlp_reuse.report.RunReport`, the student).
 - `card`: renders the model card from the report and the packaged template.
+- `lineage`: the card's sentences on how the model and its teacher were made.
 - `upload`: writes the upload folder (deliverables only, secrets scrubbed) and pushes it in one commit.
 
 Secret scrubbing lives in `nlp_reuse.redact`, outside this package, so that the command line can record its
@@ -19,11 +20,11 @@ from nlp_reuse.hub.card import (
     DEFAULT_EXAMPLE,
     TEMPLATE_RESOURCE,
     describe_dataset,
-    describe_joint_training,
     read_card_template,
     render_model_card,
     resolve_base_model,
 )
+from nlp_reuse.hub.lineage import describe_joint_training
 from nlp_reuse.hub.run_folder import (
     ONNX_SUBFOLDERS,
     RunFolder,

@@ -23,7 +23,8 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from nlp_reuse.files import SAFETENSORS_WEIGHTS, TOKENIZER_FILES, staged_folder
-from nlp_reuse.hub.card import format_metric, render_model_card
+from nlp_reuse.hub.card import render_model_card
+from nlp_reuse.hub.lineage import format_metric
 from nlp_reuse.hub.run_folder import EXPORT_RECORD, ONNX_SUBFOLDERS, load_run_report, read_run_folder
 from nlp_reuse.redact import ensure_no_secret, known_secrets, scrub_secrets, scrub_text
 from nlp_reuse.report import RunReport, read_json_object

@@ -48,8 +48,9 @@ from nlp_reuse.multitask.tasks import (
     load_tasks_file,
 )
 from nlp_reuse.multitask.training import MultiTaskDistillationTrainer, MultiTaskTrainer, task_probabilities
-from nlp_reuse.pipeline import _other_ranks_done, _trainer_args, model_entry
+from nlp_reuse.pipeline import _other_ranks_done, _trainer_args
 from nlp_reuse.report import TEST_METRICS, ModelEntry, MultiTaskReport, TaskInfo, TaskResult
+from nlp_reuse.run_entries import model_entry
 from nlp_reuse.runs import CHECKPOINTS, check_rerun, checkpoint_dir, remove_empty_folders, resolve_resume
 from nlp_reuse.strategies import measure_training
 from nlp_reuse.student_config import StudentFamilyArguments, TransferSetArguments
