@@ -170,13 +170,14 @@ def in_domain(out: Path, files: dict, seeds: Sequence[int], budget: Budget) -> d
 def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Sequence[str], domain_loss_weight: float,
                  adapt_epochs: float, adapt_learning_rate: float, ceiling: bool = False,
                  head_warmup_steps: int = 0, pseudo_label_fraction: float = 0.5,
-                 pseudo_label_from: str = "source") -> tuple[str, dict]:
+                 pseudo_label_from: str = "source", pseudo_label_balance: str = "proportional") -> tuple[str, dict]:
     """Fine-tune on movie snippets; test on the held-out halves of tweets, Amazon and NYT. `methods`: source
     (source only), dapt (continued MLM pretraining on the targets' unlabeled halves first), coral | mmd |
     adversarial (alignment with the unlabeled halves while fine-tuning), dapt+LOSS (both), self_train (one round:
     the source model of the seed labels the unlabeled halves, each predicted class keeps its most confident
     `pseudo_label_fraction`, and MiniLM is fine-tuned on the source data plus those texts; `pseudo_label_from`: the
-    method, earlier in `methods`, whose model of the seed labels them), self_train+LOSS
+    method, earlier in `methods`, whose model of the seed labels them; `pseudo_label_balance`: pseudo-label
+    --balance), self_train+LOSS
     (that, aligned too); METHOD:per_domain trains
     one model per target, adapted and aligned to that target's half alone (its source columns: the mean of the
     three runs of a seed), instead of one model for the three halves together. `ceiling`: also the
@@ -213,13 +214,15 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
         else:
             raise ValueError(f"--pseudo_label_from {pseudo_label_from}: expected a method (one model for the three "
                              f"targets) listed before the self_train methods in --methods; found {list(methods)}.")
+        name += "" if pseudo_label_balance == "proportional" else f"_{pseudo_label_balance}"
         folder = out / "pseudo_labels" / name / f"seed{seed}"
         for domain in TARGETS:
             path = folder / f"{domain}.jsonl"
             if not (path.with_name(path.name + ".report.json")).is_file():
                 run_pseudo_label(PseudoLabelArguments(
                     model_name_or_path=str(labeller), unlabeled_file=str(files[domain]["unlabeled"]),
-                    output_file=str(path), fraction=pseudo_label_fraction, max_length=budget.max_length,
+                    output_file=str(path), fraction=pseudo_label_fraction, balance=pseudo_label_balance,
+                    max_length=budget.max_length,
                     overwrite_output_file=True))
         if scope != "all":
             return folder / f"{scope}.jsonl"
@@ -240,7 +243,8 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
         folder_name = name.replace("+", "_").replace("@", "_w") + (suffix if name.startswith("dapt") else "")
         if name.startswith("self_train"):
             folder_name += ("" if pseudo_label_from == "source" else f"_from_{pseudo_label_from}".replace(
-                "+", "_").replace("@", "_w")) + f"_f{pseudo_label_fraction:g}"
+                "+", "_").replace("@", "_w")) + f"_f{pseudo_label_fraction:g}" + (
+                "" if pseudo_label_balance == "proportional" else f"_{pseudo_label_balance}")
         # One model for the three targets, or (METHOD:per_domain) one per target, adapted/aligned to it alone.
         scopes = list(TARGETS) if scope else ["all"]
         for seed in seeds:

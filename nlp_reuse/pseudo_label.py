@@ -5,10 +5,11 @@
 domain and the texts come from the target domain; training again on source + pseudo-labelled target texts moves the
 model towards the target (one round of self-training; run it again with the new model for another round).
 
-Selection is class-balanced (CBST, Zou et al. 2018, "Unsupervised Domain Adaptation for Semantic Segmentation via
-Class-Balanced Self-Training"): each predicted class keeps the same fraction of its texts, its most confident ones, so
-a class the model over-predicts on the new domain cannot crowd out the others, and no threshold has to be tuned on
-target labels nobody has.
+Selection is class-balanced, so no threshold has to be tuned on target labels nobody has: `proportional` (CBST, Zou
+et al. 2018, "Unsupervised Domain Adaptation for Semantic Segmentation via Class-Balanced Self-Training") keeps the
+same fraction of each predicted class, its most confident texts, so every class keeps its predicted share; `equal`
+(as UST, Mukherjee & Awadallah 2020, samples) keeps the same number of each class, so a class the model
+over-predicts on the new domain cannot crowd out the others, and a class it under-predicts is not kept rare.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from nlp_reuse.files import stage_path, write_json
 from nlp_reuse.tables import render_table
 
 OUTPUT_SUFFIXES = (".jsonl", ".csv")
+BALANCES = ("proportional", "equal")
 
 
 @dataclass
@@ -40,6 +42,12 @@ class PseudoLabelArguments:
     fraction: float = field(
         default=0.5, metadata={"help": "Keep this fraction of each predicted class, its most confident texts "
                                        "(class-balanced); 1 keeps every text."})
+    balance: str = field(
+        default="proportional",
+        metadata={"help": "proportional: each predicted class keeps --fraction of its texts (its predicted share "
+                          "stays) | equal: each class keeps the same number, --fraction of (texts / classes), or all "
+                          "of its texts when it has fewer (a bias of the model towards one class is not learnt "
+                          "again)."})
     min_confidence: float = field(
         default=0.0, metadata={"help": "Also drop texts whose predicted probability is below this (0 to 1)."})
     text_column: str = field(
@@ -54,6 +62,9 @@ class PseudoLabelArguments:
         if not 0.0 < self.fraction <= 1.0:
             raise ConfigError(format_error("--fraction is out of range.", "a fraction in (0, 1]", repr(self.fraction),
                                            "pass e.g. --fraction 0.5 to keep the more confident half of each class"))
+        if self.balance not in BALANCES:
+            raise ConfigError(format_error("--balance is unknown.", " | ".join(BALANCES), repr(self.balance),
+                                           "pass --balance proportional or --balance equal"))
         if not 0.0 <= self.min_confidence < 1.0:
             raise ConfigError(format_error("--min_confidence is out of range.", "a probability in [0, 1)",
                                            repr(self.min_confidence), "pass e.g. --min_confidence 0.9, or leave it 0"))
@@ -76,16 +87,20 @@ class PseudoLabelArguments:
                                            "rename --text_column or --label_column"))
 
 
-def select_confident(probabilities: np.ndarray, fraction: float, min_confidence: float = 0.0) -> np.ndarray:
-    """Indices (ascending) of the rows kept from `probabilities` (n, classes): within each predicted class, its
-    `floor(fraction * count)` most confident rows (ties: the earlier row), then only those with a probability of at
-    least `min_confidence`."""
+def select_confident(probabilities: np.ndarray, fraction: float, min_confidence: float = 0.0,
+                     balance: str = "proportional") -> np.ndarray:
+    """Indices (ascending) of the rows kept from `probabilities` (n, classes): within each predicted class, its most
+    confident rows (ties: the earlier row), `floor(fraction * count)` of them (`proportional`) or
+    `min(count, floor(fraction * n / classes))` (`equal`); then only those with a probability of at least
+    `min_confidence`."""
     predicted, confidence = probabilities.argmax(1), probabilities.max(1)
+    share = np.floor(fraction * len(probabilities) / probabilities.shape[1] + 1e-9)
     kept = []
     for label in range(probabilities.shape[1]):
         rows = np.flatnonzero(predicted == label)
         order = rows[np.argsort(-confidence[rows], kind="stable")]
-        kept.append(order[: int(np.floor(fraction * len(rows) + 1e-9))])
+        count = np.floor(fraction * len(rows) + 1e-9) if balance == "proportional" else min(len(rows), share)
+        kept.append(order[: int(count)])
     kept = np.sort(np.concatenate(kept))
     return kept[confidence[kept] >= min_confidence]
 
@@ -117,7 +132,7 @@ def run_pseudo_label(args: PseudoLabelArguments, command: str = "") -> dict:
                             max_length=args.max_length, desc="pseudo-labelling")
     shifted = np.exp(logits - logits.max(1, keepdims=True))
     probabilities = shifted / shifted.sum(1, keepdims=True)
-    kept = select_confident(probabilities, args.fraction, args.min_confidence)
+    kept = select_confident(probabilities, args.fraction, args.min_confidence, args.balance)
     out = Path(args.output_file)
     rows = pd.DataFrame({args.text_column: [texts[i] for i in kept],
                          args.label_column: [labels[i] for i in probabilities[kept].argmax(1)],
@@ -132,8 +147,8 @@ def run_pseudo_label(args: PseudoLabelArguments, command: str = "") -> dict:
     per_label = summarise(probabilities, kept, labels)
     report = {"model_name_or_path": args.model_name_or_path, "unlabeled_file": args.unlabeled_file,
               "output_file": str(out), "num_texts": len(texts), "num_kept": int(len(kept)),
-              "fraction": args.fraction, "min_confidence": args.min_confidence, "max_length": args.max_length,
-              "per_label": per_label, "command": command}
+              "fraction": args.fraction, "balance": args.balance, "min_confidence": args.min_confidence,
+              "max_length": args.max_length, "per_label": per_label, "command": command}
     write_json(out.with_name(out.name + ".report.json"), report)
     header = list(per_label[0])
     print(render_table(header, [[str(row[k]) for k in header] for row in per_label]))

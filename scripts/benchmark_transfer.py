@@ -65,6 +65,9 @@ class Arguments:
     pseudo_label_from: str = field(
         default="source", metadata={"help": "cross_domain, self_train: the method whose model (same seed) labels the "
                                             "target texts; list it before the self_train methods in --methods."})
+    pseudo_label_balance: str = field(
+        default="proportional", metadata={"help": "cross_domain, self_train: pseudo-label --balance (proportional | "
+                                                  "equal); equal runs go to folders suffixed _equal."})
     adapt_learning_rate: float = field(
         default=1e-4, metadata={"help": "cross_domain: peak learning rate of continued pretraining."})
     task: str = field(default="trec6", metadata={"help": "multi_teacher: the builtin task."})
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
         text, results = cross_domain(out / "cross_domain", seeds, budget, args.methods.split(","),
                                      args.domain_loss_weight, args.adapt_epochs, args.adapt_learning_rate,
                                      args.in_domain_ceiling, args.adapt_head_warmup_steps,
-                                     args.pseudo_label_fraction, args.pseudo_label_from)
+                                     args.pseudo_label_fraction, args.pseudo_label_from,
+                                     args.pseudo_label_balance)
     elif args.experiment == "multitask":
         text, results = multitask(out, seeds, budget, args.student_layers, args.student_epochs, args.temperature,
                                   args.alpha)

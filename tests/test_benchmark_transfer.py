@@ -119,6 +119,15 @@ def test_self_training_labels_the_unlabeled_halves_with_the_chosen_model(tmp_pat
                               pseudo_label_from="mmd")
 
 
+def test_self_training_with_equal_balance_has_its_own_folders(tmp_path, fake_runs):
+    transfer.cross_domain(tmp_path, [1], transfer.Budget(), ["source", "self_train"], 1.0, 3.0, 1e-4,
+                          pseudo_label_balance="equal")
+    labelled = [call for call in fake_runs if call[0] == "pseudo-label"]
+    assert {Path(c[3]).parent.relative_to(tmp_path).as_posix() for c in labelled} == {
+        "pseudo_labels/fraction0.5_equal/seed1"}
+    assert fake_runs[-1][2] == tmp_path / "self_train_f0.5_equal" / "seed1"
+
+
 def test_self_training_per_domain_reads_its_own_domains_labels(tmp_path, fake_runs):
     transfer.cross_domain(tmp_path, [1], transfer.Budget(), ["source", "self_train:per_domain"], 1.0, 3.0, 1e-4)
     runs = [(c[1], c[2]) for c in fake_runs if c[0] == "finetune" and "--extra_train_file" in c[1]]

@@ -233,6 +233,12 @@ def test_lineage_names_pseudo_labelled_training_rows(tmp_path):
     assert describe_extra_train(teacher_report["task"], "student") == (
         "**Extra training rows:** 858 of the student's 2,858 training examples came from `tweets.jsonl`: pseudo-labels "
         "of `tweets_unlabeled.txt` by `runs/movies`, the most confident 0.5 of each predicted class (self-training).")
+    (tmp_path / "tweets.jsonl.report.json").write_text(json.dumps({
+        "model_name_or_path": "runs/movies", "unlabeled_file": "tweets.txt", "fraction": 0.5, "balance": "equal",
+        "per_label": []}))
+    assert describe_extra_train(teacher_report["task"], "student").endswith(
+        "by `runs/movies`, the same number of each predicted class (0.5 of an even share), its most confident "
+        "(self-training).")
     (tmp_path / "tweets.jsonl.report.json").write_text("{broken")
     assert describe_extra_train(teacher_report["task"], "student").endswith("came from `tweets.jsonl`.")
     assert describe_extra_train({"num_train": 5}, "student") is None

@@ -32,6 +32,9 @@ def test_select_confident_keeps_the_top_fraction_of_each_predicted_class():
     # floor: 0.3 of four rows is one, 0.3 of two rows is none (the over-predicted class cannot crowd the other out)
     assert select_confident(probabilities, 0.3).tolist() == [5]
     assert select_confident(probabilities, 1.0, min_confidence=0.75).tolist() == [0, 2, 5]
+    # equal: the same number of each class, fraction * 6 / 2 = 1.5 -> 1 each; 1.0 -> 3 each, class 1 has only 2
+    assert select_confident(probabilities, 0.5, balance="equal").tolist() == [2, 5]
+    assert select_confident(probabilities, 1.0, balance="equal").tolist() == [0, 2, 3, 4, 5]
     ties = np.array([[0.8, 0.2], [0.8, 0.2], [0.8, 0.2]])
     assert select_confident(ties, 0.5).tolist() == [0]  # a tie keeps the earlier row
     assert select_confident(np.array([[0.5, 0.5]]), 0.5).size == 0
@@ -43,6 +46,7 @@ def test_select_confident_keeps_the_top_fraction_of_each_predicted_class():
     ({"min_confidence": 1.0}, "--min_confidence is out of range"),
     ({"output_file": "out.txt"}, "unsupported suffix"),
     ({"label_column": "text"}, "The output columns clash"),
+    ({"balance": "uniform"}, "--balance is unknown"),
 ])
 def test_bad_arguments_are_refused(tmp_path, kw, message):
     base = {"model_name_or_path": "m", "unlabeled_file": str(tmp_path / "u.txt"),

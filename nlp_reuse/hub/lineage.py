@@ -117,9 +117,13 @@ def describe_extra_train(task: Any, who: str) -> str | None:
         made = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     except (OSError, ValueError):  # unreadable: the sentence goes without how the rows were made
         made = {}
-    how = (f": pseudo-labels of `{Path(str(made.get('unlabeled_file'))).name}` by `{made.get('model_name_or_path')}`, "
-           f"the most confident {made.get('fraction')} of each predicted class (self-training)"
-           if isinstance(made, dict) and "per_label" in made else "")
+    how = ""
+    if isinstance(made, dict) and "per_label" in made:
+        kept = (f"the same number of each predicted class ({made.get('fraction')} of an even share), its most "
+                "confident" if made.get("balance") == "equal" else
+                f"the most confident {made.get('fraction')} of each predicted class")
+        how = (f": pseudo-labels of `{Path(str(made.get('unlabeled_file'))).name}` by "
+               f"`{made.get('model_name_or_path')}`, {kept} (self-training)")
     extra, total = task.get("num_extra_train"), task.get("num_train")
     return (f"**Extra training rows:** {f'{extra:,}' if isinstance(extra, int) else 'some'} of the {who}'s "
             f"{f'{total:,}' if isinstance(total, int) else ''} training examples came from `{path.name}`{how}."
