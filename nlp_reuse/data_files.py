@@ -165,7 +165,8 @@ def read_data_file(path: str, split: str) -> pd.DataFrame:
             raise not_utf8_error(p, flag, data, whole.start) from err
         raise
     if len(df) == 0:
-        carve = "" if split == "train" else f", or leave --{split}_file unset to carve the split from the train data"
+        carve = ("" if split in ("train", "extra_train") else
+                 f", or leave --{split}_file unset to carve the split from the train data")
         raise DataError(format_error(
             f"The {split} split is empty: {flag} has no rows.", "at least one labelled example",
             f"the columns {list(df.columns)} and no rows" if len(df.columns) else "no rows",

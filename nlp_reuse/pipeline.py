@@ -42,7 +42,7 @@ from nlp_reuse.modeling import (
     student_from_teacher_layers,
 )
 from nlp_reuse.report import TEST_METRICS, DistillationSettings, FinetuneReport, ModelEntry, RunReport
-from nlp_reuse.run_entries import _run_args, _task_entry, model_entry
+from nlp_reuse.run_entries import _run_args, _task_entry, extra_train_entry, model_entry
 from nlp_reuse.runs import (
     CHECKPOINTS,
     check_rerun,
@@ -91,6 +91,7 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
     out = prepare_output_dir(out, overwrite=check_rerun(out, args.overwrite_output_dir, args.resume_from_checkpoint,
                                                         name="model"))
     splits, labels = load_splits(data_args)
+    extra_train = extra_train_entry(data_args)
     target_texts = None if args.domain_loss == "none" else load_target_texts(
         args.target_unlabeled_file, data_args.text_column, data_args.text_pair_column)
     tokenizer = load_tokenizer(args.model_name_or_path)
@@ -125,7 +126,7 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
         if not trainer.is_world_process_zero():
             return _other_ranks_done()
     report = FinetuneReport(
-        task=_task_entry(data_args, labels, splits),
+        task=_task_entry(data_args, labels, splits, extra_train),
         model=model_entry(
             model, test, out, tokenizer, splits["test"]["text"][: args.latency_samples],
             data_args.max_length, name_or_path=args.model_name_or_path, path=".",
@@ -210,6 +211,7 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     if labels is None:
         load_teacher(teacher_path)  # raises the "fine-tune it first" error
     splits, labels = load_splits(data_args, label_names=labels)
+    extra_train = extra_train_entry(data_args)
     teacher_tokenizer = load_tokenizer(teacher_path)
     transfer_set = build_transfer_set(transfer, list(splits["train"]["text"]), teacher_tokenizer.mask_token,
                                       data_args.split_seed, data_args.text_column,
@@ -283,7 +285,7 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     if measurement_key is not None and reused is None:
         measurement_cache.write_measurements(script.teacher_cache, measurement_key, measured.to_dict())
     report = RunReport(
-        task=_task_entry(data_args, labels, splits),
+        task=_task_entry(data_args, labels, splits, extra_train),
         teacher=dataclasses.replace(measured, name_or_path=teacher_names[0], local_path=str(
             Path(teacher_path).resolve()) if Path(teacher_path).is_dir() else None),
         student=model_entry(student.model, student.test, out / "student", path="student",

@@ -14,15 +14,19 @@ over-predicts on the new domain cannot crowd out the others, and a class it unde
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from nlp_reuse.errors import ConfigError, format_error
+from nlp_reuse.errors import ConfigError, DataError, format_error
 from nlp_reuse.files import stage_path, write_json
 from nlp_reuse.tables import render_table
+
+logger = logging.getLogger(__name__)
 
 OUTPUT_SUFFIXES = (".jsonl", ".csv")
 BALANCES = ("proportional", "equal")
@@ -80,6 +84,11 @@ class PseudoLabelArguments:
             raise ConfigError(format_error(f"--output_file {out} exists.", "a path that does not exist yet",
                                            "an existing file", "choose another path, or pass "
                                                                "--overwrite_output_file true to replace it"))
+        if self.batch_size < 1 or self.max_length < 8:
+            raise ConfigError(format_error("--batch_size or --max_length is too small.",
+                                           "--batch_size >= 1 and --max_length >= 8",
+                                           f"--batch_size {self.batch_size} --max_length {self.max_length}",
+                                           "pass e.g. --batch_size 64 --max_length 128"))
         if self.text_column == self.label_column or "confidence" in (self.text_column, self.label_column):
             raise ConfigError(format_error("The output columns clash.", "three distinct columns: --text_column, "
                                            "--label_column and confidence",
@@ -117,39 +126,98 @@ def summarise(probabilities: np.ndarray, kept: np.ndarray, labels: list[str]) ->
     return rows
 
 
+def report_path(output_file: str | Path) -> Path:
+    """Where the report of a pseudo-labelled file goes: beside it, OUTPUT.report.json."""
+    output_file = Path(output_file)
+    return output_file.with_name(output_file.name + ".report.json")
+
+
+def pseudo_label_record(output_file: str | Path) -> dict | None:
+    """How a pseudo-labelled file was made (labeller, texts, selection), from its report; None for a file that
+    `nlp-reuse pseudo-label` did not write, or whose report is gone or unreadable."""
+    try:
+        report = json.loads(report_path(output_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or "per_label" not in report:
+        return None
+    return {key: report.get(key) for key in ("model_name_or_path", "unlabeled_file", "fraction", "balance",
+                                             "num_texts", "num_kept")}
+
+
+def _check_single_text_model(name_or_path: str) -> None:
+    """A classifier trained on text pairs cannot label single texts: refuse it (its run_args.json says so)."""
+    from nlp_reuse.modeling import resolve_model_path
+
+    run_args = Path(resolve_model_path(name_or_path)) / "run_args.json"
+    try:
+        pair = json.loads(run_args.read_text(encoding="utf-8")).get("data", {}).get("text_pair_column")
+    except (OSError, ValueError, AttributeError):
+        return  # a Hub model or another tool's folder: nothing recorded to check
+    if pair:
+        raise ConfigError(format_error(
+            f"{name_or_path} classifies text pairs (--text_pair_column {pair}), but --unlabeled_file holds single "
+            "texts.", "a classifier of single texts", f"a pair-task model ({run_args})",
+            "pseudo-label with a model fine-tuned on single texts",
+        ))
+
+
 def run_pseudo_label(args: PseudoLabelArguments, command: str = "") -> dict:
     """Label `args.unlabeled_file` with `args.model_name_or_path`, keep the confident texts, write them and a report
     (OUTPUT.report.json) beside them; the report."""
-    from nlp_reuse.modeling import classifier_labels, load_teacher, load_tokenizer
+    import torch
+    from transformers import AutoConfig
+
+    from nlp_reuse.modeling import classifier_labels, fit_max_length, load_teacher, load_tokenizer, resolve_model_path
     from nlp_reuse.predict import predict_logits
     from nlp_reuse.transfer_set import load_unlabeled_texts
 
     texts = load_unlabeled_texts(args.unlabeled_file, args.text_column)  # before the model: bad input fails fast
+    _check_single_text_model(args.model_name_or_path)
     tokenizer = load_tokenizer(args.model_name_or_path)
     model = load_teacher(args.model_name_or_path)
     labels = classifier_labels(model.config)
-    logits = predict_logits(model, texts, tokenizer=tokenizer, batch_size=args.batch_size,
-                            max_length=args.max_length, desc="pseudo-labelling")
+    max_length = fit_max_length(args.max_length, AutoConfig.from_pretrained(
+        resolve_model_path(args.model_name_or_path)), args.model_name_or_path)
+    logits = predict_logits(model, texts, tokenizer=tokenizer, batch_size=args.batch_size, max_length=max_length,
+                            device="cuda" if torch.cuda.is_available() else "cpu", desc="pseudo-labelling")
     shifted = np.exp(logits - logits.max(1, keepdims=True))
     probabilities = shifted / shifted.sum(1, keepdims=True)
     kept = select_confident(probabilities, args.fraction, args.min_confidence, args.balance)
+    per_label = summarise(probabilities, kept, labels)
+    if len(kept) == 0:
+        raise DataError(format_error(
+            f"No text of {args.unlabeled_file} was kept: nothing written.", "at least one confident text",
+            f"{len(texts)} texts, the most confident at {probabilities.max():.4f} (--fraction {args.fraction}, "
+            f"--min_confidence {args.min_confidence}, --balance {args.balance})",
+            "lower --min_confidence, raise --fraction, or label more texts",
+        ))
+    missing = [row["label"] for row in per_label if row["kept"] == 0]
+    if missing:
+        logger.warning("No text was kept for the label(s) %s: the pseudo-labelled file teaches only the others, and "
+                       "a model trained on it may forget them.", ", ".join(missing))
     out = Path(args.output_file)
     rows = pd.DataFrame({args.text_column: [texts[i] for i in kept],
                          args.label_column: [labels[i] for i in probabilities[kept].argmax(1)],
                          "confidence": probabilities[kept].max(1).round(6)})
     out.parent.mkdir(parents=True, exist_ok=True)
+    report_path(out).unlink(missing_ok=True)  # a report never describes another version of the file
     stage = stage_path(out)  # written whole, then renamed: a kill never leaves half a training file
-    if out.suffix.lower() == ".csv":
-        rows.to_csv(stage, index=False)
-    else:
-        rows.to_json(stage, orient="records", lines=True, force_ascii=False)
-    stage.replace(out)
-    per_label = summarise(probabilities, kept, labels)
-    report = {"model_name_or_path": args.model_name_or_path, "unlabeled_file": args.unlabeled_file,
+    try:
+        if out.suffix.lower() == ".csv":
+            rows.to_csv(stage, index=False)
+        else:
+            rows.to_json(stage, orient="records", lines=True, force_ascii=False)
+        stage.replace(out)
+    finally:
+        stage.unlink(missing_ok=True)
+    labeller = Path(args.model_name_or_path)  # a local folder recorded absolute: the report is read from elsewhere
+    report = {"model_name_or_path": str(labeller.resolve()) if labeller.is_dir() else args.model_name_or_path,
+              "unlabeled_file": str(Path(args.unlabeled_file).resolve()),
               "output_file": str(out), "num_texts": len(texts), "num_kept": int(len(kept)),
               "fraction": args.fraction, "balance": args.balance, "min_confidence": args.min_confidence,
-              "max_length": args.max_length, "per_label": per_label, "command": command}
-    write_json(out.with_name(out.name + ".report.json"), report)
+              "max_length": max_length, "per_label": per_label, "command": command}
+    write_json(report_path(out), report)
     header = list(per_label[0])
     print(render_table(header, [[str(row[k]) for k in header] for row in per_label]))
     return report

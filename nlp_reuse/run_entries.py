@@ -13,6 +13,7 @@ from nlp_reuse.config import DataArguments, DistillScriptArguments, NlpReuseTrai
 from nlp_reuse.data import describe, extra_train_rows
 from nlp_reuse.evaluation import size_on_disk_mb, torch_latency_ms
 from nlp_reuse.modeling import count_parameters, num_layers
+from nlp_reuse.pseudo_label import pseudo_label_record
 from nlp_reuse.report import TEST_METRICS, ModelEntry, TaskInfo
 
 
@@ -45,10 +46,20 @@ def _run_args(data_args: DataArguments, args: NlpReuseTrainingArguments,
             "training": args.to_dict()}
 
 
-def _task_entry(data_args: DataArguments, labels: list[str], splits) -> TaskInfo:
+def extra_train_entry(data_args: DataArguments) -> dict:
+    """What the task entry records of --extra_train_file, taken when the data is loaded (the file may change while
+    the run trains): its resolved path, its row count (num_train counts them too) and, for `nlp-reuse pseudo-label`
+    output, how the rows were labelled (copied from the report beside the file)."""
+    if data_args.extra_train_file is None:
+        return {}
+    path = Path(data_args.extra_train_file).resolve()
+    made = pseudo_label_record(path)
+    return {"extra_train_file": str(path), "num_extra_train": len(extra_train_rows(data_args)),
+            **({"extra_train_labelled_by": made} if made else {})}
+
+
+def _task_entry(data_args: DataArguments, labels: list[str], splits, extra: dict | None = None) -> TaskInfo:
     sizes = describe(splits)
-    extra = {} if data_args.extra_train_file is None else {  # num_train counts these too
-        "extra_train_file": data_args.extra_train_file, "num_extra_train": len(extra_train_rows(data_args))}
     return TaskInfo(dataset=data_args.dataset_name or data_args.train_file, labels=labels,
                     text_column=data_args.text_column, num_train=sizes["num_train"],
-                    num_validation=sizes["num_validation"], num_test=sizes["num_test"], extra=extra)
+                    num_validation=sizes["num_validation"], num_test=sizes["num_test"], extra=extra or {})

@@ -75,7 +75,8 @@ def fake_runs(tmp_path, monkeypatch):
         return {"model": {"validation": {"accuracy": 0.8}, "test": {"accuracy": 0.8}}}
 
     def run_pseudo_label(args):
-        calls.append(("pseudo-label", args.model_name_or_path, args.unlabeled_file, args.output_file, args.fraction))
+        calls.append(("pseudo-label", args.model_name_or_path, args.unlabeled_file, args.output_file, args.fraction,
+                      args.balance))
         path = Path(args.output_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f'{{"text": "{path.stem}", "label": "positive"}}\n')
@@ -114,9 +115,15 @@ def test_self_training_labels_the_unlabeled_halves_with_the_chosen_model(tmp_pat
     assert flag(flags, "--domain_loss") == "coral" and flag(flags, "--seed") == "2"
     combined = Path(flag(flags, "--extra_train_file"))
     assert combined.read_text().splitlines() == [f'{{"text": "{d}", "label": "positive"}}' for d in transfer.TARGETS]
-    with pytest.raises(ValueError, match="--pseudo_label_from mmd: expected a method"):
+    fake_runs.clear()
+    for methods in (["source", "self_train"], ["source", "self_train", "mmd"]):  # absent, or listed after
+        with pytest.raises(ValueError, match="--pseudo_label_from mmd: expected a method"):
+            transfer.cross_domain(tmp_path / "b", [1], transfer.Budget(), methods, 1.0, 3.0, 1e-4,
+                                  pseudo_label_from="mmd")
+    with pytest.raises(ValueError, match="--balance is unknown"):
         transfer.cross_domain(tmp_path / "b", [1], transfer.Budget(), ["source", "self_train"], 1.0, 3.0, 1e-4,
-                              pseudo_label_from="mmd")
+                              pseudo_label_balance="uniform")
+    assert fake_runs == []  # refused before any run
 
 
 def test_self_training_with_equal_balance_has_its_own_folders(tmp_path, fake_runs):
@@ -125,6 +132,7 @@ def test_self_training_with_equal_balance_has_its_own_folders(tmp_path, fake_run
     labelled = [call for call in fake_runs if call[0] == "pseudo-label"]
     assert {Path(c[3]).parent.relative_to(tmp_path).as_posix() for c in labelled} == {
         "pseudo_labels/fraction0.5_equal/seed1"}
+    assert {c[5] for c in labelled} == {"equal"}
     assert fake_runs[-1][2] == tmp_path / "self_train_f0.5_equal" / "seed1"
 
 

@@ -219,28 +219,22 @@ def test_lineage_names_pseudo_labelled_training_rows(tmp_path):
     from nlp_reuse.hub.lineage import describe_extra_train, describe_lineage
     from nlp_reuse.report import ModelEntry
 
-    pseudo = tmp_path / "tweets.jsonl"
-    pseudo.write_text('{"text": "so good", "label": "positive", "confidence": 0.99}\n')
-    teacher_report = {"task": {"dataset": "builtin:sentiment_movies", "num_train": 2858, "num_extra_train": 858,
-                               "extra_train_file": str(pseudo)}}
+    task = {"dataset": "builtin:sentiment_movies", "num_train": 2858, "num_extra_train": 858,
+            "extra_train_file": "/runs/pseudo/tweets.jsonl"}
     entry = ModelEntry(params=1, num_layers=6, size_mb=1.0, test={"accuracy": 0.9, "macro_f1": 0.9}, latency_ms=1.0)
-    assert describe_lineage(entry, teacher_report) == [
+    assert describe_lineage(entry, {"task": task}) == [
         "**Extra training rows:** 858 of the teacher's 2,858 training examples came from `tweets.jsonl`."]
-    # With `nlp-reuse pseudo-label`'s report beside the file, the sentence says how the rows were made.
-    (tmp_path / "tweets.jsonl.report.json").write_text(json.dumps({
-        "model_name_or_path": "runs/movies", "unlabeled_file": "/data/tweets_unlabeled.txt", "fraction": 0.5,
-        "per_label": []}))
-    assert describe_extra_train(teacher_report["task"], "student") == (
+    # Rows written by `nlp-reuse pseudo-label`: the record taken at training time says how they were labelled (the
+    # card reads nothing beside the file, so it is the same from any folder and after the file is labelled again).
+    made = {"model_name_or_path": "/runs/movies", "unlabeled_file": "/data/tweets_unlabeled.txt", "fraction": 0.5,
+            "balance": "proportional"}
+    assert describe_extra_train({**task, "extra_train_labelled_by": made}, "student") == (
         "**Extra training rows:** 858 of the student's 2,858 training examples came from `tweets.jsonl`: pseudo-labels "
-        "of `tweets_unlabeled.txt` by `runs/movies`, the most confident 0.5 of each predicted class (self-training).")
-    (tmp_path / "tweets.jsonl.report.json").write_text(json.dumps({
-        "model_name_or_path": "runs/movies", "unlabeled_file": "tweets.txt", "fraction": 0.5, "balance": "equal",
-        "per_label": []}))
-    assert describe_extra_train(teacher_report["task"], "student").endswith(
-        "by `runs/movies`, the same number of each predicted class (0.5 of an even share), its most confident "
+        "of `tweets_unlabeled.txt` by `movies`, the most confident 0.5 of each predicted class (self-training).")
+    made = {**made, "model_name_or_path": "you/movies-minilm", "balance": "equal"}
+    assert describe_extra_train({**task, "extra_train_labelled_by": made}, "student").endswith(
+        "by `you/movies-minilm`, the same number of each predicted class (0.5 of an even share), its most confident "
         "(self-training).")
-    (tmp_path / "tweets.jsonl.report.json").write_text("{broken")
-    assert describe_extra_train(teacher_report["task"], "student").endswith("came from `tweets.jsonl`.")
     assert describe_extra_train({"num_train": 5}, "student") is None
     assert describe_extra_train({"extra_train_file": "x.csv"}, "teacher") == (
         "**Extra training rows:** some of the teacher's training examples came from `x.csv`.")

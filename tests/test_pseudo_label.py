@@ -47,6 +47,8 @@ def test_select_confident_keeps_the_top_fraction_of_each_predicted_class():
     ({"output_file": "out.txt"}, "unsupported suffix"),
     ({"label_column": "text"}, "The output columns clash"),
     ({"balance": "uniform"}, "--balance is unknown"),
+    ({"batch_size": 0}, "--batch_size or --max_length is too small"),
+    ({"max_length": 4}, "--batch_size or --max_length is too small"),
 ])
 def test_bad_arguments_are_refused(tmp_path, kw, message):
     base = {"model_name_or_path": "m", "unlabeled_file": str(tmp_path / "u.txt"),
@@ -164,8 +166,84 @@ def test_finetune_reports_the_extra_training_rows(tiny_teacher_dir, tmp_path):
                                                   model_name_or_path=str(tiny_teacher_dir), num_train_epochs=1,
                                                   per_device_train_batch_size=16, latency_samples=2,
                                                   disable_tqdm=True))
-    assert report["task"]["extra_train_file"] == str(tmp_path / "extra.jsonl")
+    assert report["task"]["extra_train_file"] == str((tmp_path / "extra.jsonl").resolve())
     assert report["task"]["num_extra_train"] == 3
+    assert "extra_train_labelled_by" not in report["task"]  # not pseudo-label output: no report beside it
     plain, _ = load_splits(DataArguments(train_file=str(tmp_path / "train.jsonl"),
                                          test_file=str(tmp_path / "test.jsonl")))
     assert report["task"]["num_train"] == len(plain["train"]) + 3
+
+
+LOGITS = np.log(np.array([
+    [0.90, 0.05, 0.05],  # 0 negative 0.90
+    [0.10, 0.10, 0.80],  # 1 positive 0.80
+    [0.60, 0.20, 0.20],  # 2 negative 0.60
+    [0.95, 0.03, 0.02],  # 3 negative 0.95
+    [0.20, 0.10, 0.70],  # 4 positive 0.70
+    [0.70, 0.20, 0.10],  # 5 negative 0.70
+    [0.10, 0.50, 0.40],  # 6 neutral 0.50
+    [0.80, 0.10, 0.10],  # 7 negative 0.80
+]))
+
+
+@pytest.mark.parametrize("balance, kept", [("proportional", [0, 1, 3]), ("equal", [1, 3, 6])])
+def test_class_balance_end_to_end(tiny_teacher_dir, tmp_path, monkeypatch, caplog, balance, kept):
+    """Fixed logits (the tiny random model predicts one class): proportional keeps half of each predicted class,
+    rounded down (negatives 3 and 0 of five; positive 1 of two; neutral's one text: none), equal keeps
+    floor(0.5 * 8 / 3) = 1 of each class (3, 1 and the neutral 6)."""
+    monkeypatch.setattr("nlp_reuse.predict.predict_logits", lambda model, texts, **kw: LOGITS[: len(texts)])
+    texts = [f"text number {i}" for i in range(8)]
+    (tmp_path / "u.txt").write_text("\n".join(texts))
+    out = tmp_path / f"{balance}.csv"
+    report = run_pseudo_label(PseudoLabelArguments(
+        model_name_or_path=str(tiny_teacher_dir), unlabeled_file=str(tmp_path / "u.txt"), output_file=str(out),
+        balance=balance, text_column="sentence", label_column="y"))
+    rows = pd.read_csv(out)
+    assert rows["sentence"].tolist() == [texts[i] for i in kept]
+    names = ["negative", "neutral", "positive"]
+    assert rows["y"].tolist() == [names[int(LOGITS[i].argmax())] for i in kept]
+    assert report["balance"] == balance and report["num_kept"] == 3
+    # proportional keeps no neutral text, and says so
+    assert ("No text was kept for the label(s) neutral" in caplog.text) == (balance == "proportional")
+
+
+def test_nothing_kept_is_an_error_and_writes_nothing(tiny_teacher_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("nlp_reuse.predict.predict_logits", lambda model, texts, **kw: LOGITS[: len(texts)])
+    (tmp_path / "u.txt").write_text("a\nb\nc\nd\n")
+    out = tmp_path / "kept.jsonl"
+    with pytest.raises(DataError, match="No text of .* was kept: nothing written"):
+        run_pseudo_label(PseudoLabelArguments(model_name_or_path=str(tiny_teacher_dir),
+                                              unlabeled_file=str(tmp_path / "u.txt"), output_file=str(out),
+                                              min_confidence=0.99))
+    assert not out.exists() and not (tmp_path / "kept.jsonl.report.json").exists()
+
+
+def test_a_pair_task_model_is_refused(tiny_teacher_dir, tmp_path):
+    import shutil
+
+    model = shutil.copytree(tiny_teacher_dir, tmp_path / "pairs")
+    (model / "run_args.json").write_text(json.dumps({"data": {"text_pair_column": "hypothesis"}}))
+    (tmp_path / "u.txt").write_text("a\nb\n")
+    with pytest.raises(ConfigError, match="classifies text pairs"):
+        run_pseudo_label(PseudoLabelArguments(model_name_or_path=str(model), unlabeled_file=str(tmp_path / "u.txt"),
+                                              output_file=str(tmp_path / "o.jsonl")))
+
+
+def test_finetune_records_how_pseudo_labels_were_made(tiny_teacher_dir, tmp_path, monkeypatch):
+    """The task entry copies the pseudo-label report when the data is loaded: the card is the same from any folder,
+    and a file labelled again later does not change what an earlier model says of itself."""
+    write_jsonl(tmp_path / "train.jsonl", make_examples(60, seed=1))
+    write_jsonl(tmp_path / "test.jsonl", make_examples(12, seed=3))
+    (tmp_path / "target.txt").write_text("\n".join(f"target words {i} good" for i in range(12)))
+    monkeypatch.chdir(tmp_path)
+    nlp_reuse_main(["pseudo-label", "--model_name_or_path", str(tiny_teacher_dir), "--unlabeled_file", "target.txt",
+                    "--output_file", "pseudo.jsonl", "--fraction", "1"])
+    report = run_finetune(
+        DataArguments(train_file="train.jsonl", test_file="test.jsonl", extra_train_file="pseudo.jsonl", max_length=32),
+        FinetuneArguments(output_dir=str(tmp_path / "ft"), model_name_or_path=str(tiny_teacher_dir),
+                          num_train_epochs=1, per_device_train_batch_size=16, latency_samples=2, disable_tqdm=True))
+    made = report["task"]["extra_train_labelled_by"]
+    assert made["model_name_or_path"] == str(tiny_teacher_dir.resolve())
+    assert made["unlabeled_file"] == str((tmp_path / "target.txt").resolve())
+    assert (made["fraction"], made["balance"], made["num_texts"], made["num_kept"]) == (1.0, "proportional", 12, 12)
+    assert report["task"]["num_extra_train"] == 12

@@ -7,7 +7,6 @@ Joint training with other tasks, a teacher ensemble, and what a local teacher's 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -107,24 +106,21 @@ def describe_lineage(teacher: ModelEntry, teacher_report: dict[str, Any], multit
 
 
 def describe_extra_train(task: Any, who: str) -> str | None:
-    """A card sentence for training rows added by --extra_train_file (`task`: a report's task dict), naming the model
-    that labelled them when the file is `nlp-reuse pseudo-label` output whose report is still beside it."""
+    """A card sentence for training rows added by --extra_train_file (`task`: a report's task dict), with how they
+    were labelled when the file was `nlp-reuse pseudo-label` output (recorded at training time)."""
     if not isinstance(task, dict) or not task.get("extra_train_file"):
         return None
-    path = Path(str(task["extra_train_file"]))
-    sidecar = path.with_name(path.name + ".report.json")
-    try:
-        made = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    except (OSError, ValueError):  # unreadable: the sentence goes without how the rows were made
-        made = {}
-    how = ""
-    if isinstance(made, dict) and "per_label" in made:
+    extra, total = task.get("num_extra_train"), task.get("num_train")
+    parts = [f"**Extra training rows:** {f'{extra:,}' if isinstance(extra, int) else 'some'} of the {who}'s"]
+    if isinstance(total, int):
+        parts.append(f"{total:,}")
+    parts.append(f"training examples came from `{Path(str(task['extra_train_file'])).name}`")
+    made = task.get("extra_train_labelled_by")
+    if isinstance(made, dict):
+        labeller = str(made.get("model_name_or_path"))
         kept = (f"the same number of each predicted class ({made.get('fraction')} of an even share), its most "
                 "confident" if made.get("balance") == "equal" else
                 f"the most confident {made.get('fraction')} of each predicted class")
-        how = (f": pseudo-labels of `{Path(str(made.get('unlabeled_file'))).name}` by "
-               f"`{made.get('model_name_or_path')}`, {kept} (self-training)")
-    extra, total = task.get("num_extra_train"), task.get("num_train")
-    return (f"**Extra training rows:** {f'{extra:,}' if isinstance(extra, int) else 'some'} of the {who}'s "
-            f"{f'{total:,}' if isinstance(total, int) else ''} training examples came from `{path.name}`{how}."
-            ).replace("'s  training", "'s training")
+        parts[-1] += (f": pseudo-labels of `{Path(str(made.get('unlabeled_file'))).name}` by "
+                      f"`{Path(labeller).name if Path(labeller).is_absolute() else labeller}`, {kept} (self-training)")
+    return " ".join(parts) + "."
