@@ -183,11 +183,13 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
     three runs of a seed), instead of one model for the three halves together. `ceiling`: also the
     in-domain row (`in_domain`), how much room each target leaves. `head_warmup_steps`: MiniLM's new MLM head trains
     alone that many steps before continued pretraining (its runs go to folders suffixed `_head{N}`)."""
+    # Bad self-training settings fail here, not after hours of training.
     PseudoLabelArguments("check", "check", "check.jsonl", fraction=pseudo_label_fraction,
-                         balance=pseudo_label_balance, overwrite_output_file=True)  # bad self-training settings fail before hours of training
+                         balance=pseudo_label_balance, overwrite_output_file=True)
     labeller_at = methods.index(pseudo_label_from) if pseudo_label_from in methods else None
     for at, method in enumerate(methods):
-        if method.startswith("self_train") and pseudo_label_from != "source" and (labeller_at is None or labeller_at > at):
+        late = labeller_at is None or labeller_at > at
+        if method.startswith("self_train") and pseudo_label_from != "source" and late:
             raise ValueError(f"--pseudo_label_from {pseudo_label_from}: expected a method (one model for the three "
                              f"targets) listed before the self_train methods in --methods; found {list(methods)}.")
     files = split_targets(out)
