@@ -151,6 +151,15 @@ def test_tasks_file_shared_keys_and_defaults(tmp_path):
     assert [t.data.max_length for t in spec.tasks] == [64, 32] and spec.tasks[1].data.text_column == "t"
 
 
+def test_a_tasks_extra_training_rows_are_recorded_at_load_time(tasks_yaml, tmp_path):
+    spec = yaml.safe_load(tasks_yaml.read_text())
+    extra = write_jsonl(tmp_path / "extra.jsonl", [{"text": "brand new good words", "label": "positive"}])
+    spec["tasks"][0]["extra_train_file"] = str(extra)
+    data = load_task_data(load_tasks_file(_write_tasks(tmp_path, spec)))
+    assert data["sentiment"].extra_train == {"extra_train_file": str(extra.resolve()), "num_extra_train": 1}
+    assert len(data["sentiment"].splits["train"]) == 48 + 1 and data["binary"].extra_train == {}
+
+
 def test_shipped_multitask_configs_parse(tmp_path):
     spec = load_tasks_file(ROOT / "configs/multitask_tasks.yaml")
     assert spec.names == ["trec6", "sms_spam", "movie_reviews"] and spec.sampling == "temperature"

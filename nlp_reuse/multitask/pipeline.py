@@ -125,7 +125,7 @@ def _task_info(task: TaskSpec, data: TaskData) -> TaskInfo:
     return TaskInfo(dataset=task.data.dataset_name or task.data.train_file, labels=data.labels,
                     text_column=task.data.text_column, num_train=sizes["num_train"],
                     num_validation=sizes["num_validation"], num_test=sizes["num_test"],
-                    extra={"max_length": task.data.max_length})
+                    extra={"max_length": task.data.max_length, **data.extra_train})
 
 
 def _entry(model: MultiTaskModel, task: TaskSpec, results: dict, folder: Path | None, tokenizer, data: TaskData,

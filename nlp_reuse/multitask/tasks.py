@@ -31,6 +31,7 @@ from nlp_reuse.cli import load_yaml_defaults, make_parser, parse_args
 from nlp_reuse.config import DataArguments
 from nlp_reuse.data import load_splits
 from nlp_reuse.errors import ConfigError, DataError, format_error
+from nlp_reuse.run_entries import extra_train_entry
 
 SAMPLING_RULES = ("proportional", "temperature")
 DEFAULT_SAMPLING_TEMPERATURE = 2.0
@@ -85,6 +86,7 @@ class TaskData:
 
     splits: DatasetDict
     labels: list[str]
+    extra_train: dict = field(default_factory=dict)  # the task's --extra_train_file record, taken at load time
 
 
 def _close(key: str, valid) -> str:
@@ -193,9 +195,10 @@ def load_task_data(spec: TasksFile, label_names: dict[str, list[str]] | None = N
     for task in spec.tasks:
         try:
             splits, labels = load_splits(task.data, label_names=(label_names or {}).get(task.name))
+            extra_train = extra_train_entry(task.data)
         except DataError as err:
             raise DataError(f"Task {task.name!r} of {spec.source}: {err}") from err
-        data[task.name] = TaskData(splits, labels)
+        data[task.name] = TaskData(splits, labels, extra_train)
     return data
 
 
