@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from nlp_reuse.data import BUILTIN_DATASETS
-from nlp_reuse.pseudo_label import PseudoLabelArguments, run_pseudo_label
+from nlp_reuse.pseudo_label import PseudoLabelArguments, pseudo_label_record, report_path, run_pseudo_label
 from nlp_reuse.tables import render_table
 
 TARGETS = ("tweets", "amazon", "nyt")
@@ -71,6 +71,19 @@ def run_command(command: str, flags: Sequence[str], output_dir: Path, log: Path 
                            + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
     print(f"    done in {time.perf_counter() - start:.0f} s", flush=True)
     return json.loads(report.read_text())
+
+
+def labels_current(path: Path, labeller: Path, unlabeled: Path, fraction: float, balance: str) -> bool:
+    """Whether the pseudo-labels at `path` can be reused: written by this labeller (after its last training, whose
+    report.json is written last) from these texts with this selection; otherwise they are made again."""
+    record = pseudo_label_record(path)
+    if record is None or not path.is_file():
+        return False
+    made = (record["model_name_or_path"], record["unlabeled_file"], record["fraction"], record["balance"])
+    if made != (str(labeller.resolve()), str(Path(unlabeled).resolve()), fraction, balance):
+        return False
+    trained = labeller / "report.json"
+    return not trained.is_file() or trained.stat().st_mtime <= report_path(path).stat().st_mtime
 
 
 def mean_std(values: Sequence[float]) -> str:
@@ -227,7 +240,8 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
         folder = out / "pseudo_labels" / name / f"seed{seed}"
         for domain in TARGETS:
             path = folder / f"{domain}.jsonl"
-            if not (path.with_name(path.name + ".report.json")).is_file():
+            if not labels_current(path, labeller, files[domain]["unlabeled"], pseudo_label_fraction,
+                                  pseudo_label_balance):
                 run_pseudo_label(PseudoLabelArguments(
                     model_name_or_path=str(labeller), unlabeled_file=str(files[domain]["unlabeled"]),
                     output_file=str(path), fraction=pseudo_label_fraction, balance=pseudo_label_balance,

@@ -1,5 +1,7 @@
 """The transfer benchmark's harness (benchmarks/transfer.py): held-out target halves, statistics, evaluation cache."""
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -80,7 +82,10 @@ def fake_runs(tmp_path, monkeypatch):
         path = Path(args.output_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f'{{"text": "{path.stem}", "label": "positive"}}\n')
-        path.with_name(path.name + ".report.json").write_text("{}")
+        path.with_name(path.name + ".report.json").write_text(json.dumps({  # what run_pseudo_label records
+            "model_name_or_path": str(Path(args.model_name_or_path).resolve()),
+            "unlabeled_file": str(Path(args.unlabeled_file).resolve()), "fraction": args.fraction,
+            "balance": args.balance, "per_label": []}))
 
     monkeypatch.setattr(transfer, "run_command", run_command)
     monkeypatch.setattr(transfer, "run_pseudo_label", run_pseudo_label)
@@ -143,3 +148,32 @@ def test_self_training_per_domain_reads_its_own_domains_labels(tmp_path, fake_ru
         f"{d}.jsonl" for d in transfer.TARGETS]
     labeller = {call[1] for call in fake_runs if call[0] == "pseudo-label"}
     assert labeller == {str(tmp_path / "source" / "seed1")}
+
+
+def test_pseudo_labels_are_reused_only_while_the_labeller_and_selection_are_unchanged(tmp_path, fake_runs):
+    methods = ["source", "coral@10000", "self_train+coral@10000"]
+
+    def run():
+        transfer.cross_domain(tmp_path, [1], transfer.Budget(), methods, 1.0, 3.0, 1e-4,
+                              pseudo_label_from="coral@10000")
+
+    def labelled():
+        return [call for call in fake_runs if call[0] == "pseudo-label"]
+
+    run()
+    assert len(labelled()) == 3
+    fake_runs.clear()
+    run()  # same labeller, texts and selection: the three files are reused
+    assert labelled() == []
+    trained = tmp_path / "coral_w10000" / "seed1" / "report.json"  # the labeller was trained again since
+    trained.parent.mkdir(parents=True, exist_ok=True)
+    trained.write_text("{}")
+    for record in tmp_path.glob("pseudo_labels/**/*.report.json"):
+        os.utime(record, (record.stat().st_mtime - 100,) * 2)
+    run()
+    assert len(labelled()) == 3
+    fake_runs.clear()
+    record = tmp_path / "pseudo_labels" / "coral_w10000_fraction0.5" / "seed1" / "nyt.jsonl.report.json"
+    record.write_text(record.read_text().replace('"fraction": 0.5', '"fraction": 0.3'))  # made with another setting
+    run()
+    assert [Path(call[3]).name for call in labelled()] == ["nyt.jsonl"]
