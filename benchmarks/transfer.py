@@ -52,11 +52,13 @@ class Budget:
                 *self.training_flags(), "--train_sampling_strategy", "group_by_length"]
 
 
-def run_command(command: str, flags: Sequence[str], output_dir: Path, log: Path | None = None) -> dict:
-    """`nlp-reuse COMMAND FLAGS --output_dir OUTPUT_DIR` in a fresh process, unless its report.json exists; the
-    report. A failed run stops the benchmark with the tail of its log."""
+def run_command(command: str, flags: Sequence[str], output_dir: Path, log: Path | None = None,
+                inputs: Sequence[Path] = ()) -> dict:
+    """`nlp-reuse COMMAND FLAGS --output_dir OUTPUT_DIR` in a fresh process, unless its report.json exists and is
+    newer than every file of `inputs` (files the harness itself makes, such as pseudo-labels); the report. A failed
+    run stops the benchmark with the tail of its log."""
     report = output_dir / "report.json"
-    if report.is_file():
+    if report.is_file() and all(path.stat().st_mtime <= report.stat().st_mtime for path in inputs):
         return json.loads(report.read_text())
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     log = log or output_dir.with_name(output_dir.name + ".log")
@@ -250,7 +252,9 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
         if scope != "all":
             return folder / f"{scope}.jsonl"
         both = folder / "all.jsonl"  # the three domains' kept texts in one file: one model for all targets
-        both.write_text("".join((folder / f"{domain}.jsonl").read_text() for domain in TARGETS))
+        text = "".join((folder / f"{domain}.jsonl").read_text() for domain in TARGETS)
+        if not both.is_file() or both.read_text() != text:  # rewritten only when changed: runs on it stay current
+            both.write_text(text)
         return both
 
     results: dict[str, dict[str, list[float]]] = {}
@@ -276,12 +280,12 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
                 base = str(adapt_on(target)) if name.startswith("dapt") else "builtin:minilm"
                 align = ["--target_unlabeled_file", str(files[target]["unlabeled"]), "--domain_loss", loss,
                          "--domain_loss_weight", str(weight)] if loss else []
-                if name.startswith("self_train"):
-                    align += ["--extra_train_file", str(pseudo_labels(seed, target))]
+                made = [pseudo_labels(seed, target)] if name.startswith("self_train") else []
+                align += [flag for path in made for flag in ("--extra_train_file", str(path))]
                 folder = (out / f"{folder_name}_{PER_DOMAIN}" / target if scope else out / folder_name) / f"seed{seed}"
                 report = run_command("finetune", ["--model_name_or_path", base, "--dataset_name",
                                                   "builtin:sentiment_movies", *budget.flags(), "--seed", str(seed),
-                                                  *align], folder)
+                                                  *align], folder, inputs=made)
                 if not scope:
                     folders[(method, seed)] = folder
                 validation.append(report["model"]["validation"]["accuracy"])  # selects W, no target labels

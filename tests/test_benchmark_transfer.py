@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def fake_runs(tmp_path, monkeypatch):
     """cross_domain with every training, pseudo-labelling and evaluation replaced by a record of what was asked."""
     calls = []
 
-    def run_command(command, flags, output_dir, log=None):
+    def run_command(command, flags, output_dir, log=None, inputs=()):
         calls.append((command, list(flags), output_dir))
         return {"model": {"validation": {"accuracy": 0.8}, "test": {"accuracy": 0.8}}}
 
@@ -177,3 +178,37 @@ def test_pseudo_labels_are_reused_only_while_the_labeller_and_selection_are_unch
     record.write_text(record.read_text().replace('"fraction": 0.5', '"fraction": 0.3'))  # made with another setting
     run()
     assert [Path(call[3]).name for call in labelled()] == ["nyt.jsonl"]
+
+
+def test_a_run_is_redone_when_a_file_it_was_given_changed_since(tmp_path, monkeypatch):
+    runs = []
+
+    def fake_run(argv, stdout, stderr, env):  # the subprocess: writes the report it would write
+        out = Path(argv[argv.index("--output_dir") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps({"run": len(runs)}))
+        runs.append(argv)
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(transfer.subprocess, "run", fake_run)
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("{}\n")
+    out = tmp_path / "run"
+    assert transfer.run_command("finetune", [], out, inputs=[labels]) == {"run": 0}
+    assert transfer.run_command("finetune", [], out, inputs=[labels]) == {"run": 0}  # reused
+    os.utime(out / "report.json", (labels.stat().st_mtime - 100,) * 2)  # the labels were made again after the run
+    assert transfer.run_command("finetune", [], out, inputs=[labels]) == {"run": 1}
+    assert len(runs) == 2
+
+
+def test_combined_pseudo_labels_are_rewritten_only_when_they_change(tmp_path, fake_runs):
+    methods = ["source", "self_train"]
+    transfer.cross_domain(tmp_path, [1], transfer.Budget(), methods, 1.0, 3.0, 1e-4)
+    both = tmp_path / "pseudo_labels" / "fraction0.5" / "seed1" / "all.jsonl"
+    os.utime(both, (both.stat().st_mtime - 100,) * 2)
+    before = both.stat().st_mtime
+    transfer.cross_domain(tmp_path, [1], transfer.Budget(), methods, 1.0, 3.0, 1e-4)
+    assert both.stat().st_mtime == before
+    (both.parent / "nyt.jsonl").write_text('{"text": "other", "label": "negative"}\n')
+    transfer.cross_domain(tmp_path, [1], transfer.Budget(), methods, 1.0, 3.0, 1e-4)
+    assert both.read_text().endswith('{"text": "other", "label": "negative"}\n') and both.stat().st_mtime > before
