@@ -319,19 +319,37 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
 # ------------------------------------------------------------------------------------------------ multi-teacher
 
 
-def single_task(out: Path, task: str, seed: int, budget: Budget) -> tuple[Path, dict]:
-    """The embedded MiniLM fine-tuned on one builtin task: the multi-task comparison's reference and a teacher."""
-    folder = out / "single" / task / f"seed{seed}"
+def single_task(out: Path, task: str, seed: int, budget: Budget, recipe: str = "full") -> tuple[Path, dict]:
+    """The embedded MiniLM fine-tuned on one builtin task (with one of TEACHER_RECIPES): the multi-task comparison's
+    reference and a teacher."""
+    folder = out / "single" / task / (f"seed{seed}" if recipe == "full" else f"{recipe}_seed{seed}")
+    flags = [*budget.flags(), *TEACHER_RECIPES[recipe]]  # a recipe's own learning rate comes last and wins
     return folder, run_command("finetune", ["--model_name_or_path", "builtin:minilm", "--dataset_name",
-                                            f"builtin:{task}", *budget.flags(), "--seed", str(seed)], folder)
+                                            f"builtin:{task}", *flags, "--seed", str(seed)], folder)
+
+
+# Three teachers that differ by more than their seed (--teachers strategies), fixed before any was measured: plain
+# fine-tuning, layer-wise learning-rate decay (lower layers move less), LoRA adapters (the encoder's weights stay).
+TEACHER_RECIPES = {
+    "full": [],
+    "llrd0.8": ["--layerwise_lr_decay", "0.8", "--learning_rate", "2e-4"],
+    "lora16": ["--strategy", "lora", "--lora_r", "16", "--lora_alpha", "32", "--learning_rate", "1e-3"],
+}
+TEACHER_SETS = {"seeds": [("full", 1), ("full", 2), ("full", 3)],
+                "strategies": [("full", 1), ("llrd0.8", 2), ("lora16", 3)]}
 
 
 def multi_teacher(out: Path, seeds: Sequence[int], budget: Budget, task: str, student_layers: int,
-                  temperature: float, alpha: float, student_epochs: float) -> tuple[str, dict]:
-    """Three teachers (MiniLM fine-tuned with seeds 1, 2, 3) into one student, against the student of the best
-    single teacher (by validation accuracy, so the test split chooses nothing), same student init (the best
-    teacher's layers), data, budget and seeds."""
-    teachers = [single_task(out, task, seed, budget) for seed in (1, 2, 3)]
+                  temperature: float, alpha: float, student_epochs: float,
+                  teacher_set: str = "seeds") -> tuple[str, dict]:
+    """Three teachers (`teacher_set`: MiniLM fine-tuned with seeds 1, 2, 3, or with three recipes) into one student,
+    against the student of the best single teacher (by validation accuracy, so the test split chooses nothing), same
+    student init (the best teacher's layers), data, budget and seeds."""
+    if teacher_set not in TEACHER_SETS:
+        raise ValueError(f"--teachers {teacher_set!r}: expected one of {', '.join(TEACHER_SETS)}.")
+    recipes = TEACHER_SETS[teacher_set]
+    teachers = [single_task(out, task, seed, budget, recipe) for recipe, seed in recipes]
+    labels = {folder: f"teacher {recipe} seed {seed}" for (folder, _), (recipe, seed) in zip(teachers, recipes)}
     ranked = sorted(teachers, key=lambda t: -t[1]["model"]["validation"]["accuracy"])
     best = ranked[0][0]
     distill = ["--dataset_name", f"builtin:{task}", "--student_num_layers", str(student_layers),
@@ -345,13 +363,14 @@ def multi_teacher(out: Path, seeds: Sequence[int], budget: Budget, task: str, st
     ensemble_teacher = None
     for name, teacher_dirs in runs.items():
         for seed in seeds:
-            folder = out / "multi_teacher" / task / name.replace(" ", "_") / f"seed{seed}"
+            folder = (out / "multi_teacher" / task / (name.replace(" ", "_") + (
+                "" if teacher_set == "seeds" else f"_{teacher_set}")) / f"seed{seed}")
             report = run_command("distill", [*distill, "--teacher_model_name_or_path", *teacher_dirs,
                                              "--seed", str(seed)], folder)
             results.setdefault(name, []).append(report["student"]["test"]["accuracy"])
             if len(teacher_dirs) > 1:
                 ensemble_teacher = report["teacher"]["test"]["accuracy"]
-    rows = [{"model": f"teacher seed {folder.name[-1]}" + (" (best on validation)" if folder == best else ""),
+    rows = [{"model": labels[folder] + (" (best on validation)" if folder == best else ""),
              "test accuracy %": mean_std([report["model"]["test"]["accuracy"]]), "vs best-teacher student": ""}
             for folder, report in teachers]
     rows.append({"model": "teacher ensemble (3, equal weights)", "test accuracy %": mean_std([ensemble_teacher]),
@@ -361,7 +380,8 @@ def multi_teacher(out: Path, seeds: Sequence[int], budget: Budget, task: str, st
         rows.append({"model": f"{student_layers}-layer student of {name}", "test accuracy %": mean_std(scores),
                      "vs best-teacher student": delta(scores, reference) if scores is not reference else ""})
     return table(rows), {"students": results, "teachers": {f.name: r["model"]["test"] for f, r in teachers},
-                         "ensemble_teacher_accuracy": ensemble_teacher, "best_teacher": str(best)}
+                         "ensemble_teacher_accuracy": ensemble_teacher, "best_teacher": str(best),
+                         "teachers_differ_by": teacher_set}
 
 
 # ------------------------------------------------------------------------------------------------ multi-task

@@ -26,7 +26,7 @@ from transformers import HfArgumentParser
 from nlp_reuse.cli import HelpFormatter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's benchmarks/ folder
-from benchmarks.transfer import Budget, cross_domain, multi_teacher, multitask  # noqa: E402
+from benchmarks.transfer import TEACHER_SETS, Budget, cross_domain, multi_teacher, multitask  # noqa: E402
 from nlp_reuse.files import write_json  # noqa: E402
 
 EXPERIMENTS = ("cross_domain", "multitask", "multi_teacher")
@@ -71,6 +71,10 @@ class Arguments:
     adapt_learning_rate: float = field(
         default=1e-4, metadata={"help": "cross_domain: peak learning rate of continued pretraining."})
     task: str = field(default="trec6", metadata={"help": "multi_teacher: the builtin task."})
+    teachers: str = field(
+        default="seeds", metadata={"help": "multi_teacher: what the three teachers differ by: seeds (full fine-tuning "
+                                           "with seeds 1-3) | strategies (full fine-tuning, layer-wise LR decay 0.8, "
+                                           "LoRA r=16); strategies runs go to folders suffixed _strategies."})
     student_layers: int = field(default=3, metadata={"help": "multitask / multi_teacher: student depth."})
     student_epochs: float = field(default=3.0, metadata={"help": "multitask / multi_teacher: student epochs."})
     temperature: float = field(default=2.0, metadata={"help": "Distillation temperature."})
@@ -79,6 +83,8 @@ class Arguments:
     def __post_init__(self):
         if self.experiment not in EXPERIMENTS:
             raise ValueError(f"--experiment must be one of {', '.join(EXPERIMENTS)}, got {self.experiment!r}.")
+        if self.teachers not in TEACHER_SETS:
+            raise ValueError(f"--teachers must be one of {', '.join(TEACHER_SETS)}, got {self.teachers!r}.")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,9 +104,10 @@ def main(argv: list[str] | None = None) -> None:
                                   args.alpha)
     else:
         text, results = multi_teacher(out, seeds, budget, args.task, args.student_layers, args.temperature,
-                                      args.alpha, args.student_epochs)
+                                      args.alpha, args.student_epochs, args.teachers)
     print(text)
-    name = f"multi_teacher_{args.task}" if args.experiment == "multi_teacher" else args.experiment
+    name = (f"multi_teacher_{args.task}" + ("" if args.teachers == "seeds" else f"_{args.teachers}")
+            if args.experiment == "multi_teacher" else args.experiment)
     (out / f"{name}.md").write_text(text + "\n")
     write_json(out / f"{name}.json", {"arguments": vars(args), "results": results})
     print(f"Table and results written to {out}/{name}.md and .json")

@@ -212,3 +212,32 @@ def test_combined_pseudo_labels_are_rewritten_only_when_they_change(tmp_path, fa
     (both.parent / "nyt.jsonl").write_text('{"text": "other", "label": "negative"}\n')
     transfer.cross_domain(tmp_path, [1], transfer.Budget(), methods, 1.0, 3.0, 1e-4)
     assert both.read_text().endswith('{"text": "other", "label": "negative"}\n') and both.stat().st_mtime > before
+
+
+def test_multi_teacher_strategies_trains_three_recipes_and_picks_the_best_on_validation(tmp_path, monkeypatch):
+    calls = []
+    validation = {"seed1": 0.90, "llrd0.8_seed2": 0.93, "lora16_seed3": 0.91}
+
+    def run_command(command, flags, output_dir, log=None, inputs=()):
+        calls.append((command, list(flags), output_dir))
+        if command == "finetune":
+            return {"model": {"validation": {"accuracy": validation[output_dir.name]}, "test": {"accuracy": 0.9}}}
+        return {"student": {"test": {"accuracy": 0.88}}, "teacher": {"test": {"accuracy": 0.92}}}
+
+    monkeypatch.setattr(transfer, "run_command", run_command)
+    text, results = transfer.multi_teacher(tmp_path, [1], transfer.Budget(), "trec6", 3, 2.0, 0.5, 3.0,
+                                           teacher_set="strategies")
+    teachers = [(flags, out) for command, flags, out in calls if command == "finetune"]
+    assert [out.relative_to(tmp_path).as_posix() for _, out in teachers] == [
+        "single/trec6/seed1", "single/trec6/llrd0.8_seed2", "single/trec6/lora16_seed3"]
+    assert flag(teachers[1][0], "--layerwise_lr_decay") == "0.8"
+    lora = teachers[2][0]
+    rates = [lora[i + 1] for i, name in enumerate(lora) if name == "--learning_rate"]
+    assert flag(lora, "--strategy") == "lora" and rates[-1] == "1e-3"  # the last one given wins
+    students = [(flags, out) for command, flags, out in calls if command == "distill"]
+    assert [out.parent.name for _, out in students] == ["best_single_teacher_strategies", "ensemble_of_3_strategies"]
+    best = str(tmp_path / "single" / "trec6" / "llrd0.8_seed2")
+    assert flag(students[0][0], "--teacher_model_name_or_path") == best and results["best_teacher"] == best
+    assert "teacher llrd0.8 seed 2 (best on validation)" in text and "teacher lora16 seed 3" in text
+    with pytest.raises(ValueError, match="--teachers 'models': expected one of seeds, strategies"):
+        transfer.multi_teacher(tmp_path, [1], transfer.Budget(), "trec6", 3, 2.0, 0.5, 3.0, teacher_set="models")
