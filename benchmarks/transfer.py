@@ -319,15 +319,6 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
 # ------------------------------------------------------------------------------------------------ multi-teacher
 
 
-def single_task(out: Path, task: str, seed: int, budget: Budget, recipe: str = "full") -> tuple[Path, dict]:
-    """The embedded MiniLM fine-tuned on one builtin task (with one of TEACHER_RECIPES): the multi-task comparison's
-    reference and a teacher."""
-    folder = out / "single" / task / (f"seed{seed}" if recipe == "full" else f"{recipe}_seed{seed}")
-    flags = [*budget.flags(), *TEACHER_RECIPES[recipe]]  # a recipe's own learning rate comes last and wins
-    return folder, run_command("finetune", ["--model_name_or_path", "builtin:minilm", "--dataset_name",
-                                            f"builtin:{task}", *flags, "--seed", str(seed)], folder)
-
-
 # Three teachers that differ by more than their seed (--teachers strategies), fixed before any was measured: plain
 # fine-tuning, layer-wise learning-rate decay (lower layers move less), LoRA adapters (the encoder's weights stay).
 TEACHER_RECIPES = {
@@ -337,6 +328,15 @@ TEACHER_RECIPES = {
 }
 TEACHER_SETS = {"seeds": [("full", 1), ("full", 2), ("full", 3)],
                 "strategies": [("full", 1), ("llrd0.8", 2), ("lora16", 3)]}
+
+
+def single_task(out: Path, task: str, seed: int, budget: Budget, recipe: str = "full") -> tuple[Path, dict]:
+    """The embedded MiniLM fine-tuned on one builtin task (with one of TEACHER_RECIPES): the multi-task comparison's
+    reference and a teacher."""
+    folder = out / "single" / task / (f"seed{seed}" if recipe == "full" else f"{recipe}_seed{seed}")
+    flags = [*budget.flags(), *TEACHER_RECIPES[recipe]]  # a recipe's own learning rate comes last and wins
+    return folder, run_command("finetune", ["--model_name_or_path", "builtin:minilm", "--dataset_name",
+                                            f"builtin:{task}", *flags, "--seed", str(seed)], folder)
 
 
 def multi_teacher(out: Path, seeds: Sequence[int], budget: Budget, task: str, student_layers: int,

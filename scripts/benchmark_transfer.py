@@ -6,7 +6,8 @@
                    (unlabeled) halves, alignment (CORAL / MMD / adversarial) with them, and both
     multitask      TREC-6 + SMS spam + movie reviews in one encoder with three heads vs three single-task models;
                    the multi-task teacher distilled into a 3-layer multi-task student (retention per task)
-    multi_teacher  three MiniLM teachers (seeds 1-3) into one 3-layer student vs the student of the best teacher
+    multi_teacher  three MiniLM teachers (seeds 1-3, or with --teachers strategies three fine-tuning recipes) into
+                   one 3-layer student vs the student of the best teacher
 
 Every training is an `nlp-reuse` command in its own process, one after the other; finished runs (report.json) are
 reused, so a stopped benchmark resumes. The harness is benchmarks/transfer.py (a folder of the checkout).
@@ -15,6 +16,8 @@ Examples:
     python scripts/benchmark_transfer.py --experiment cross_domain --output_dir runs/transfer --seeds 1,2,3
     python scripts/benchmark_transfer.py --experiment multitask --output_dir runs/transfer --seeds 1,2,3
     python scripts/benchmark_transfer.py --experiment multi_teacher --output_dir runs/transfer --seeds 1,2,3
+    python scripts/benchmark_transfer.py --experiment cross_domain --output_dir runs/transfer --seeds 1,2,3 \\
+        --methods source,coral@10000,self_train+coral@10000 --pseudo_label_from coral@10000 --pseudo_label_balance equal
 """
 
 import sys
