@@ -56,7 +56,8 @@ def run_command(command: str, flags: Sequence[str], output_dir: Path, log: Path 
                 inputs: Sequence[Path] = ()) -> dict:
     """`nlp-reuse COMMAND FLAGS --output_dir OUTPUT_DIR` in a fresh process, unless its report.json exists and is
     newer than every file of `inputs` (files the harness itself makes, such as pseudo-labels); the report. A failed
-    run stops the benchmark with the tail of its log."""
+    run stops the benchmark with the tail of its log. Reuse goes by modification times: copy a runs folder with
+    them (`cp -p`, rsync -a)."""
     report = output_dir / "report.json"
     if report.is_file() and all(path.stat().st_mtime <= report.stat().st_mtime for path in inputs):
         return json.loads(report.read_text())
@@ -280,8 +281,11 @@ def cross_domain(out: Path, seeds: Sequence[int], budget: Budget, methods: Seque
                 base = str(adapt_on(target)) if name.startswith("dapt") else "builtin:minilm"
                 align = ["--target_unlabeled_file", str(files[target]["unlabeled"]), "--domain_loss", loss,
                          "--domain_loss_weight", str(weight)] if loss else []
-                made = [pseudo_labels(seed, target)] if name.startswith("self_train") else []
-                align += [flag for path in made for flag in ("--extra_train_file", str(path))]
+                labels = pseudo_labels(seed, target) if name.startswith("self_train") else None
+                align += ["--extra_train_file", str(labels)] if labels else []
+                made = []  # label files made again after the run redo it (all.jsonl only joins the domains')
+                if labels is not None:
+                    made = [labels.with_name(f"{d}.jsonl") for d in TARGETS] if target == "all" else [labels]
                 folder = (out / f"{folder_name}_{PER_DOMAIN}" / target if scope else out / folder_name) / f"seed{seed}"
                 report = run_command("finetune", ["--model_name_or_path", base, "--dataset_name",
                                                   "builtin:sentiment_movies", *budget.flags(), "--seed", str(seed),
@@ -349,7 +353,8 @@ def multi_teacher(out: Path, seeds: Sequence[int], budget: Budget, task: str, st
         raise ValueError(f"--teachers {teacher_set!r}: expected one of {', '.join(TEACHER_SETS)}.")
     recipes = TEACHER_SETS[teacher_set]
     teachers = [single_task(out, task, seed, budget, recipe) for recipe, seed in recipes]
-    labels = {folder: f"teacher {recipe} seed {seed}" for (folder, _), (recipe, seed) in zip(teachers, recipes)}
+    labels = {folder: f"teacher {'' if teacher_set == 'seeds' else recipe + ' '}seed {seed}"
+              for (folder, _), (recipe, seed) in zip(teachers, recipes)}
     ranked = sorted(teachers, key=lambda t: -t[1]["model"]["validation"]["accuracy"])
     best = ranked[0][0]
     distill = ["--dataset_name", f"builtin:{task}", "--student_num_layers", str(student_layers),

@@ -76,8 +76,10 @@ class Arguments:
     task: str = field(default="trec6", metadata={"help": "multi_teacher: the builtin task."})
     teachers: str = field(
         default="seeds", metadata={"help": "multi_teacher: what the three teachers differ by: seeds (full fine-tuning "
-                                           "with seeds 1-3) | strategies (full fine-tuning, layer-wise LR decay 0.8, "
-                                           "LoRA r=16); strategies runs go to folders suffixed _strategies."})
+                                           "with seeds 1-3) | strategies (full fine-tuning at --learning_rate seed 1, "
+                                           "layer-wise LR decay 0.8 at 2e-4 seed 2, LoRA r=16 alpha 32 at 1e-3 seed "
+                                           "3: these two recipes set their own learning rates; teachers in "
+                                           "single/TASK/RECIPE_seedN, students in folders suffixed _strategies)."})
     student_layers: int = field(default=3, metadata={"help": "multitask / multi_teacher: student depth."})
     student_epochs: float = field(default=3.0, metadata={"help": "multitask / multi_teacher: student epochs."})
     temperature: float = field(default=2.0, metadata={"help": "Distillation temperature."})

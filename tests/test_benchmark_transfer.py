@@ -239,5 +239,25 @@ def test_multi_teacher_strategies_trains_three_recipes_and_picks_the_best_on_val
     best = str(tmp_path / "single" / "trec6" / "llrd0.8_seed2")
     assert flag(students[0][0], "--teacher_model_name_or_path") == best and results["best_teacher"] == best
     assert "teacher llrd0.8 seed 2 (best on validation)" in text and "teacher lora16 seed 3" in text
+    calls.clear()
+    validation.update({"seed2": 0.92, "seed3": 0.91})
+    text, _ = transfer.multi_teacher(tmp_path, [1], transfer.Budget(), "trec6", 3, 2.0, 0.5, 3.0)
+    assert "| teacher seed 2 (best on validation) |" in text and "| teacher seed 1 |" in text
     with pytest.raises(ValueError, match="--teachers 'models': expected one of seeds, strategies"):
         transfer.multi_teacher(tmp_path, [1], transfer.Budget(), "trec6", 3, 2.0, 0.5, 3.0, teacher_set="models")
+
+
+def test_a_self_training_run_depends_on_its_domains_label_files(tmp_path, fake_runs, monkeypatch):
+    given = {}
+    record = transfer.run_command  # the fixture's fake
+
+    def run_command(command, flags, output_dir, log=None, inputs=()):
+        given[output_dir.relative_to(tmp_path).as_posix()] = [Path(p).name for p in inputs]
+        return record(command, flags, output_dir, log)
+
+    monkeypatch.setattr(transfer, "run_command", run_command)
+    transfer.cross_domain(tmp_path, [1], transfer.Budget(), ["source", "self_train", "self_train:per_domain"],
+                          1.0, 3.0, 1e-4)
+    assert given["source/seed1"] == []
+    assert given["self_train_f0.5/seed1"] == [f"{d}.jsonl" for d in transfer.TARGETS]  # not all.jsonl, their join
+    assert given["self_train_f0.5_per_domain/nyt/seed1"] == ["nyt.jsonl"]
