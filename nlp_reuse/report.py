@@ -292,6 +292,8 @@ class TaskResult:
     task: TaskInfo
     models: dict[str, ModelEntry]  # "model" (fine-tuning) or "teacher" and "student" (distillation)
     retention: float | None = None  # student / teacher test accuracy
+    artefacts: dict[str, ModelEntry] | None = None  # "onnx", "onnx_int8" of the task's student (--export)
+    export: dict[str, Any] | None = None  # what that export decided: deliverable, guard, quantized ops, isa
     extra: dict[str, Any] = field(default_factory=dict)
 
     MODEL_KEYS: ClassVar[tuple[str, ...]] = ("model", "teacher", "student")
@@ -300,16 +302,21 @@ class TaskResult:
     def _read(cls, f: Fields, distilled: bool) -> TaskResult:
         f.require(("task", "teacher", "student", "retention") if distilled else ("task", "model"))
         present = [key for key in cls.MODEL_KEYS if key in f.keys()]
+        artefacts = f.nested("artefacts")
         return cls(
             task=TaskInfo._read(f.nested("task")),
             models={key: ModelEntry._read(f.nested(key), require=("name_or_path",) if key == "teacher" else ())
                     for key in present},
-            retention=f.get("retention", NUMBER), extra=f.extra(),
+            retention=f.get("retention", NUMBER),
+            artefacts=None if artefacts is None else {
+                name: ModelEntry._read(artefacts.nested(name)) for name in artefacts.keys()},
+            export=f.get("export", OBJECT), extra=f.extra(),
         )
 
     def to_dict(self) -> dict[str, Any]:
+        artefacts = None if self.artefacts is None else {k: e.to_dict() for k, e in self.artefacts.items()}
         return present({"task": self.task.to_dict(), **{name: e.to_dict() for name, e in self.models.items()},
-                         "retention": self.retention}, self.extra)
+                         "retention": self.retention, "artefacts": artefacts, "export": self.export}, self.extra)
 
 
 @dataclass
@@ -374,12 +381,12 @@ class MultiTaskReport:
 
     def task_report(self, name: str) -> RunReport:
         """Task `name` of a multi-task distillation as a single-task `RunReport`, the report `nlp-reuse push --task`
-        publishes and the card reads: that task's data, its teacher head, its student and retention, and the run's
-        distillation settings (with MULTITASK_DISTILLATION_FIXED), command and environment."""
+        publishes and the card reads: that task's data, its teacher head, its student, retention and exported
+        artefacts, and the run's distillation settings (with MULTITASK_DISTILLATION_FIXED), command and environment."""
         result = self.tasks[name]
         return RunReport(
             task=result.task, teacher=result.models["teacher"], student=result.models["student"],
-            retention=result.retention,
+            retention=result.retention, artefacts=result.artefacts, export=result.export,
             distillation=DistillationSettings.from_dict({**MULTITASK_DISTILLATION_FIXED, **self.training}),
             command=self.command, environment=self.environment,
         )

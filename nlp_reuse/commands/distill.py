@@ -14,7 +14,8 @@ Examples:
         --kd_loss mse --alpha 1 --learning_rate 2e-3 --trim_vocabulary true --teacher_cache runs/cache \\
         --run_baseline true --export onnx_int8 --output_dir runs/bilstm
     nlp-reuse distill --tasks configs/multitask_tasks.yaml --teacher_model_name_or_path runs/multitask \\
-        --student_num_layers 3 --output_dir runs/multitask_l3     # a multi-task teacher (finetune --tasks)
+        --student_num_layers 3 --export onnx_int8 --output_dir runs/multitask_l3   # a finetune --tasks teacher;
+                                                                   # each task's student to exports/NAME/
 
 Writes OUTPUT_DIR/student/ (a standard model folder), OUTPUT_DIR/baseline/ (with --run_baseline true) and
 OUTPUT_DIR/report.json (teacher vs student vs baseline: accuracy, macro-F1, params, size, CPU latency).

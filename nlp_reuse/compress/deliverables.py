@@ -10,14 +10,15 @@ from nlp_reuse.compress.pipeline import export_model
 from nlp_reuse.report import ModelEntry
 
 
-def export_student(out: Path, export: str, args, splits,
-                   max_length: int) -> tuple[dict[str, ModelEntry], dict]:
-    """ONNX (and int8, behind the accuracy guard) of RUN/student, measured on the test split like the others.
+def export_student(out: Path, export: str, args, splits, max_length: int,
+                   model_dir: Path | None = None) -> tuple[dict[str, ModelEntry], dict]:
+    """ONNX (and int8, behind the accuracy guard) of `model_dir` (RUN/student by default) into OUT/onnx/ (and
+    OUT/onnx_int8/), measured on the test split like the others.
 
     Returns the report entries of the artefacts and what the export decided (deliverable, guard, int8 op counts).
     """
     result = export_model(
-        out / "student", out, quantization="dynamic" if export == "onnx_int8" else "none",
+        model_dir or out / "student", out, quantization="dynamic" if export == "onnx_int8" else "none",
         validation_texts=splits["validation"]["text"], validation_labels=splits["validation"]["label"],
         max_length=max_length, overwrite=args.overwrite_output_dir, seed=args.seed,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nlp_reuse.errors import ConfigError, format_error
 from nlp_reuse.files import listing
-from nlp_reuse.multitask.model import TASKS_DIR
+from nlp_reuse.multitask.model import EXPORTS_DIR, TASKS_DIR
 from nlp_reuse.report import REPORT_FILE, MultiTaskReport, ReportError, RunReport, read_json_object
 
 # Run subfolders that ship when they hold one .onnx file, and the name that file gets in the repo. Optimum 2.1 selects
@@ -35,8 +35,14 @@ class RunFolder:
     task: str | None = None  # the task published, for a multi-task run
     multitask: MultiTaskReport | None = None  # the whole multi-task run: the card's lineage names the other tasks
     # What the run folder holds that describes another model than the one published, so it does not ship: for a
-    # task, the run-level ONNX folders and EXPORT_RECORD (`nlp-reuse distill --tasks` exports none).
+    # task, the run-level ONNX folders and EXPORT_RECORD (the task's own are in exports/TASK/).
     ignored: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def export_dir(self) -> Path:
+        """Where the published model's ONNX folders and EXPORT_RECORD are: the run folder, or for a task of a
+        multi-task run (`distill --tasks --export`) exports/TASK/."""
+        return self.path if self.task is None else self.path / EXPORTS_DIR / self.task
 
 
 def _report_path(run_dir: Path) -> Path:
@@ -118,19 +124,20 @@ def load_run_report(run_dir: str | Path, task: str | None = None) -> RunReport:
 def read_run_folder(run_dir: str | Path, task: str | None = None) -> RunFolder:
     """The checked run folder (`task`: as for :func:`load_run_report`): report, model folder and ONNX folders.
 
-    A multi-task run ships ``tasks/NAME/`` and no ONNX folder: `nlp-reuse distill --tasks` exports none, and a
-    run-level ``onnx/`` (and its ``export_report.json``) would describe some other model than this task's; those
-    present are listed in `RunFolder.ignored`.
+    A task of a multi-task run ships ``tasks/NAME/`` and the ONNX folders of ``exports/NAME/`` that its report
+    entry lists (`nlp-reuse distill --tasks --export`); a run-level ``onnx/`` (and its ``export_report.json``)
+    would describe some other model than this task's: those present are listed in `RunFolder.ignored`.
     """
     run_dir = Path(run_dir)
     report, multitask = _read(run_dir, task)
-    ignored = []
+    ignored, onnx = [], onnx_folders(run_dir)
     if multitask is not None:
         ignored = [f"{name}/" for name in ONNX_SUBFOLDERS if (run_dir / name).is_dir()]
         ignored += [EXPORT_RECORD] if (run_dir / EXPORT_RECORD).is_file() else []
-    return RunFolder(path=run_dir, report=report, model_dir=student_dir(run_dir, report),
-                     onnx=onnx_folders(run_dir) if multitask is None else {}, task=task, multitask=multitask,
-                     ignored=ignored)
+        onnx = {name: path for name, path in onnx_folders(run_dir / EXPORTS_DIR / task).items()
+                if name in (report.artefacts or {})}
+    return RunFolder(path=run_dir, report=report, model_dir=student_dir(run_dir, report), onnx=onnx, task=task,
+                     multitask=multitask, ignored=ignored)
 
 
 def student_dir(run_dir: Path, report: RunReport) -> Path:

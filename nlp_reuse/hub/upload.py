@@ -73,8 +73,9 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, task: str
     (model_quantized.onnx), each with config and tokenizer, when the run has them. The final check makes sure
     ``token`` (and HF_TOKEN, and the saved login) is nowhere inside.
     For a multi-task run (`nlp-reuse distill --tasks`) `task` picks the model: ``tasks/TASK/`` is the student, the
-    card is that task's, and the report.json shipped is the whole run's; run-level ONNX folders and
-    export_report.json stay home (they describe another model), with a warning naming them.
+    card is that task's, and the report.json shipped is the whole run's; the task's ONNX folders and
+    export_report.json come from ``exports/TASK/`` (`distill --tasks --export`), while run-level ones stay home
+    (they describe another model), with a warning naming them.
     ``card_kwargs`` go to :func:`render_model_card` (license, language, base_model, template_path).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -88,11 +89,11 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, task: str
     for name in report.artefacts or {}:
         if name in ONNX_SUBFOLDERS and name not in onnx:
             logger.warning("report.json lists artefact '%s' but %s has no .onnx file; it is not uploaded.",
-                           name, run_dir / name)
+                           name, folder.export_dir / name)
     if folder.ignored:
         logger.warning("Not uploaded with --task %s: %s of %s. They describe a model exported from the run folder, "
-                       "not task %s's student (`nlp-reuse distill --tasks` exports none); publish ONNX files from a "
-                       "single-task run.", task, ", ".join(folder.ignored), run_dir, task)
+                       "not task %s's student; `nlp-reuse distill --tasks --export onnx_int8` exports each task's to "
+                       "exports/TASK/, which ships.", task, ", ".join(folder.ignored), run_dir, task)
     card = render_model_card(run_dir, task=task, repo_id=repo_id, **card_kwargs)
     secrets = known_secrets(token)
 
@@ -101,13 +102,14 @@ def prepare_upload_folder(run_dir: str | Path, out_dir: str | Path, *, task: str
     with staged_folder(out_dir) as stage:
         _copy_matching(student, stage, SAFETENSORS_WEIGHTS + CONFIG_AND_TOKENIZER_PATTERNS)
         for name, onnx_file in onnx.items():
-            _copy_matching(run_dir / name, stage / name, ONNX_SIDE_FILE_PATTERNS + CONFIG_AND_TOKENIZER_PATTERNS,
+            _copy_matching(onnx_file.parent, stage / name, ONNX_SIDE_FILE_PATTERNS + CONFIG_AND_TOKENIZER_PATTERNS,
                            renames={onnx_file.name: ONNX_SUBFOLDERS[name]})
         (stage / "README.md").write_text(scrub_text(card, secrets))
         for name in RECORD_FILES:
-            if (run_dir / name).is_file() and name not in folder.ignored:
+            path = (folder.export_dir if name == EXPORT_RECORD else run_dir) / name  # a task's: exports/TASK/
+            if path.is_file() and not (path.parent == run_dir and name in folder.ignored):
                 # As the run wrote it, not re-serialised from a RunReport.
-                record = scrub_secrets(read_json_object(run_dir / name), secrets)
+                record = scrub_secrets(read_json_object(path), secrets)
                 (stage / name).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
         ensure_no_secret(stage, secrets)
     return sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())

@@ -25,6 +25,7 @@ MULTITASK_FILE = "multitask.json"
 JOINT_WEIGHTS = "multitask.safetensors"
 JOINT_DIR = "joint"
 TASKS_DIR = "tasks"
+EXPORTS_DIR = "exports"  # `distill --tasks --export`: exports/NAME/onnx/ (and onnx_int8/) of tasks/NAME/
 
 
 class MultiTaskModel(nn.Module):

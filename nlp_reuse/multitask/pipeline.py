@@ -3,13 +3,14 @@ distill such a model into a smaller multi-task student (`nlp-reuse distill --tas
 
 As in nlp_reuse.pipeline: arguments, tasks file, output folder and every task's data are checked before any model
 is loaded. A run folder holds `joint/` (the joint checkpoint), `tasks/NAME/` (one standard model folder per task),
-`report.json` and `run_args.json`.
+`report.json` and `run_args.json`; a distillation with `--export` adds `exports/NAME/onnx/` (and `onnx_int8/`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from pathlib import Path
 
 from accelerate import PartialState
@@ -30,6 +31,7 @@ from nlp_reuse.modeling import (
     resolve_model_path,
 )
 from nlp_reuse.multitask.model import (
+    EXPORTS_DIR,
     JOINT_DIR,
     TASKS_DIR,
     MultiTaskModel,
@@ -168,7 +170,17 @@ def format_multitask_table(report: dict) -> str:
                  f"{r['retention']:.4f}", f"{r['student']['test']['macro_f1']:.4f}",
                  f"{r['teacher']['latency_ms']:.2f}", f"{r['student']['latency_ms']:.2f}", str(drawn[name]))
                 for name, r in report["tasks"].items()]
-        return render_table(header, rows) + f"\nmean retention (student / teacher accuracy): {report['retention']:.4f}"
+        text = render_table(header, rows) + f"\nmean retention (student / teacher accuracy): {report['retention']:.4f}"
+        exported = [(name, artefact, entry) for name, r in report["tasks"].items()
+                    for artefact, entry in (r.get("artefacts") or {}).items()]
+        if exported:
+            text += "\n\n" + render_table(
+                ("task", "artefact", "test acc", "student acc", "size MB", "latency ms", "deliverable"),
+                [(name, f"{EXPORTS_DIR}/{name}/{artefact}", f"{entry['test']['accuracy']:.4f}",
+                  f"{report['tasks'][name]['student']['test']['accuracy']:.4f}", f"{entry['size_mb']:.1f}",
+                  f"{entry['latency_ms']:.2f}", "yes" if report["tasks"][name]["export"]["deliverable"] == artefact
+                  else "") for name, artefact, entry in exported])
+        return text
     header = ("task", "classes", "train", "p(batch)", "batches", "val acc", "test acc", "test macro-F1", "latency ms")
     rows = [(name, str(len(r["task"]["labels"])), str(r["task"]["num_train"]),
              f"{report['sampling']['probabilities'][name]:.3f}", str(drawn[name]),
@@ -250,7 +262,6 @@ def check_multitask_distillation(script: DistillScriptArguments, args: Distillat
     found += [f"--student_type {script.student_type}"] if script.student_type != "transformer" else []
     found += [f"--{n}" for n in ("student_config", "student_model_name_or_path", "teacher_cache")
               if getattr(script, n) is not None]
-    found += [f"--export {script.export}"] if script.export != "none" else []
     found += ["--run_baseline true"] if script.run_baseline else []
     found += [f"--{n} {getattr(args, n)}" for n in ("hidden_loss_weight", "attention_loss_weight")
               if getattr(args, n) > 0]
@@ -284,7 +295,8 @@ def run_multitask_distillation(tasks_args: MultiTaskArguments, script: DistillSc
     """Distill a multi-task teacher (a `nlp-reuse finetune --tasks` run folder) into a multi-task student that
     keeps `--student_num_layers` of its layers; every head learns from the teacher's head of its task by
     `nlp_reuse.losses.kd_loss`. Writes OUT/joint/, OUT/tasks/NAME/, OUT/report.json (per task: teacher and
-    student accuracy, retention) and OUT/run_args.json; returns the report."""
+    student accuracy, retention, exported artefacts) and OUT/run_args.json, and with `--export` each task's student
+    as ONNX (int8 behind the accuracy guard) in OUT/exports/NAME/; returns the report."""
     teacher_path = check_multitask_distillation(script, args, family or StudentFamilyArguments(),
                                                 transfer or TransferSetArguments())
     spec = load_tasks_file(tasks_args.tasks)
@@ -301,6 +313,9 @@ def run_multitask_distillation(tasks_args: MultiTaskArguments, script: DistillSc
     args.resume_from_checkpoint = resolve_resume(out, args.resume_from_checkpoint)
     out = prepare_output_dir(out, overwrite=check_rerun(out, args.overwrite_output_dir, args.resume_from_checkpoint))
     data = load_task_data(spec, label_names=teacher_labels)
+    if (out / EXPORTS_DIR).exists() and PartialState().is_main_process:  # an earlier run's: never shipped as this one's
+        shutil.rmtree(out / EXPORTS_DIR)
+        logger.warning("Removed %s of an earlier run (this run's students replace its models).", out / EXPORTS_DIR)
     tokenizer = load_tokenizer(teacher_joint)
 
     teacher = load_multitask(teacher_joint).subset(spec.names)  # task ids follow the tasks file
@@ -332,6 +347,13 @@ def run_multitask_distillation(tasks_args: MultiTaskArguments, script: DistillSc
         }
         retention = round(entries["student"].test["accuracy"] / entries["teacher"].test["accuracy"], 4)
         tasks[task.name] = TaskResult(task=_task_info(task, data[task.name]), models=entries, retention=retention)
+    if script.export != "none":
+        from nlp_reuse.compress.deliverables import export_student
+
+        for task in spec.tasks:  # each task's student alone, as a single-task run exports its student
+            tasks[task.name].artefacts, tasks[task.name].export = export_student(
+                out / EXPORTS_DIR / task.name, script.export, args, data[task.name].splits, task.data.max_length,
+                model_dir=out / TASKS_DIR / task.name)
     report = MultiTaskReport(
         tasks=tasks, sampling=_sampling(spec, trainer), joint=_joint_summary(student, spec),
         training_key="distillation", training={
