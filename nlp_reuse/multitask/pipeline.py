@@ -279,12 +279,12 @@ def check_multitask_distillation(script: DistillScriptArguments, args: Distillat
 
 def _check_teacher_outside_output(out: Path, teacher_joint: Path) -> None:
     teacher = teacher_joint.resolve()
-    for name in (JOINT_DIR, TASKS_DIR):
+    for name in (JOINT_DIR, TASKS_DIR, EXPORTS_DIR):
         target = (out / name).resolve()
         if teacher == target or target in teacher.parents:
             raise FileExistsError(format_error(
                 f"This run would replace {out / name}, which holds its teacher.",
-                "a teacher outside the run's joint/ and tasks/", str(teacher_joint),
+                "a teacher outside the run's joint/, tasks/ and exports/", str(teacher_joint),
                 "choose another --output_dir"))
 
 
