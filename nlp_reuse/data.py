@@ -238,6 +238,14 @@ def load_splits(args: DataArguments, label_names: list[str] | None = None) -> tu
     set must equal it. Otherwise labels are sorted (numerically for integer labels) and numbered from 0.
     Returns the splits with columns `text` [`text_pair`] `label` (a ClassLabel) and the label names in id order.
     """
+    splits, names, _ = load_splits_with_extra(args, label_names)
+    return splits, names
+
+
+def load_splits_with_extra(args: DataArguments,
+                           label_names: list[str] | None = None) -> tuple[DatasetDict, list[str], int]:
+    """`load_splits`, and how many of the train rows came from --extra_train_file (0 without it), counted in the
+    rows read once, as trained on."""
     raw = _load_raw(args)
     if "train" not in raw:
         raise DataError(f"The dataset has no train split; found splits {sorted(raw)}. Pass --train_file.")
@@ -273,8 +281,10 @@ def load_splits(args: DataArguments, label_names: list[str] | None = None) -> tu
     frames["train"] = _subsample(frames["train"], args.max_train_samples, args.split_seed)
     for split in ("validation", "test"):
         frames[split] = _subsample(frames[split], args.max_eval_samples, args.split_seed)
+    num_extra = 0
     if args.extra_train_file is not None:  # after sub-sampling: --max_train_samples counts the data's own examples
-        frames["train"] = pd.concat([frames["train"], _checked_extra_train(args, names, frames)], ignore_index=True)
+        extra = _checked_extra_train(args, names, frames)
+        frames["train"], num_extra = pd.concat([frames["train"], extra], ignore_index=True), len(extra)
     features = Features({column: Value("string") for column in frames["train"].columns if column != "label"})
     features["label"] = ClassLabel(names=names)
     splits = {}
@@ -282,18 +292,14 @@ def load_splits(args: DataArguments, label_names: list[str] | None = None) -> tu
         df = frames[split].copy()
         df["label"] = df["label"].map({n: i for i, n in enumerate(names)}).astype("int64")
         splits[split] = Dataset.from_pandas(df, features=features, preserve_index=False)
-    return DatasetDict(splits), names
-
-
-def extra_train_rows(args: DataArguments) -> pd.DataFrame:
-    """The rows of --extra_train_file under canonical column names (empty texts dropped, labels as strings)."""
-    return _normalise_columns(read_data_file(args.extra_train_file, "extra_train"), "extra_train", args)
+    return DatasetDict(splits), names, num_extra
 
 
 def _checked_extra_train(args: DataArguments, names: list[str], frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """--extra_train_file's rows, refused if a label is not one of the train split's, or if a text is also in the
-    validation or test split (it would be scored on what it was trained on)."""
-    extra = extra_train_rows(args)
+    """--extra_train_file's rows under canonical column names (empty texts dropped, labels as strings), refused if a
+    label is not one of the train split's, or if a text is also in the validation or test split (it would be scored
+    on what it was trained on)."""
+    extra = _normalise_columns(read_data_file(args.extra_train_file, "extra_train"), "extra_train", args)
     flag = f"--extra_train_file {args.extra_train_file}"
     unknown = sorted(set(extra["label"]) - set(names))
     if unknown:

@@ -22,7 +22,7 @@ from nlp_reuse.config import (
     FinetuneArguments,
     NlpReuseTrainingArguments,
 )
-from nlp_reuse.data import load_splits, tokenize_splits
+from nlp_reuse.data import load_splits_with_extra, tokenize_splits
 from nlp_reuse.domain import DomainAdaptationTrainer, load_target_texts, tokenize_target_texts
 from nlp_reuse.ensemble import check_ensemble_options, ensemble_entry, load_ensemble, teachers_of
 from nlp_reuse.evaluation import compute_metrics, environment, format_table
@@ -90,8 +90,8 @@ def run_finetune(data_args: DataArguments, args: FinetuneArguments, command: str
     args.resume_from_checkpoint = resolve_resume(out, args.resume_from_checkpoint, name="model")
     out = prepare_output_dir(out, overwrite=check_rerun(out, args.overwrite_output_dir, args.resume_from_checkpoint,
                                                         name="model"))
-    splits, labels = load_splits(data_args)
-    extra_train = extra_train_entry(data_args)
+    splits, labels, num_extra = load_splits_with_extra(data_args)
+    extra_train = extra_train_entry(data_args, num_extra)
     target_texts = None if args.domain_loss == "none" else load_target_texts(
         args.target_unlabeled_file, data_args.text_column, data_args.text_pair_column)
     tokenizer = load_tokenizer(args.model_name_or_path)
@@ -210,8 +210,8 @@ def run_distillation(data_args: DataArguments, script: DistillScriptArguments, a
     labels = classifier_labels(AutoConfig.from_pretrained(teacher_path))
     if labels is None:
         load_teacher(teacher_path)  # raises the "fine-tune it first" error
-    splits, labels = load_splits(data_args, label_names=labels)
-    extra_train = extra_train_entry(data_args)
+    splits, labels, num_extra = load_splits_with_extra(data_args, label_names=labels)
+    extra_train = extra_train_entry(data_args, num_extra)
     teacher_tokenizer = load_tokenizer(teacher_path)
     transfer_set = build_transfer_set(transfer, list(splits["train"]["text"]), teacher_tokenizer.mask_token,
                                       data_args.split_seed, data_args.text_column,

@@ -10,7 +10,7 @@ from pathlib import Path
 from transformers import PreTrainedModel
 
 from nlp_reuse.config import DataArguments, DistillScriptArguments, NlpReuseTrainingArguments
-from nlp_reuse.data import describe, extra_train_rows
+from nlp_reuse.data import describe
 from nlp_reuse.evaluation import size_on_disk_mb, torch_latency_ms
 from nlp_reuse.modeling import count_parameters, num_layers
 from nlp_reuse.pseudo_label import pseudo_label_record
@@ -46,15 +46,15 @@ def _run_args(data_args: DataArguments, args: NlpReuseTrainingArguments,
             "training": args.to_dict()}
 
 
-def extra_train_entry(data_args: DataArguments) -> dict:
+def extra_train_entry(data_args: DataArguments, num_rows: int) -> dict:
     """What the task entry records of --extra_train_file, taken when the data is loaded (the file may change while
-    the run trains): its resolved path, its row count (num_train counts them too) and, for `nlp-reuse pseudo-label`
-    output, how the rows were labelled (copied from the report beside the file)."""
+    the run trains): its resolved path, the `num_rows` the train split took from it (num_train counts them too)
+    and, for `nlp-reuse pseudo-label` output, how the rows were labelled (copied from the report beside the file)."""
     if data_args.extra_train_file is None:
         return {}
     path = Path(data_args.extra_train_file).resolve()
     made = pseudo_label_record(path)
-    return {"extra_train_file": str(path), "num_extra_train": len(extra_train_rows(data_args)),
+    return {"extra_train_file": str(path), "num_extra_train": num_rows,
             **({"extra_train_labelled_by": made} if made else {})}
 
 

@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from conftest import LABELS, build_tiny_bert, make_examples, write_jsonl
 from nlp_reuse.commands import main as nlp_reuse_main
 from nlp_reuse.config import DataArguments, FinetuneArguments
-from nlp_reuse.data import DataError, load_splits
+from nlp_reuse.data import DataError, load_splits, load_splits_with_extra
 from nlp_reuse.errors import ConfigError, ModelError
 from nlp_reuse.pipeline import run_finetune
 from nlp_reuse.pseudo_label import PseudoLabelArguments, run_pseudo_label, select_confident
@@ -151,6 +151,17 @@ def test_extra_rows_evaluated_on_are_refused(tmp_path):
         load_splits(data)
     assert "shares 1 texts with the validation/test splits, e.g. row 1" in str(err.value)
     assert "drop those rows" in str(err.value)
+
+
+def test_the_extra_row_count_is_the_rows_the_train_split_took(tmp_path):
+    extra = [{"text": "fine words", "label": "positive"}, {"text": "  ", "label": "negative"},
+             {"text": "dull words", "label": "negative"}]  # the blank text is dropped, like the train split's
+    data = _data(tmp_path, extra)
+    splits, _, num_extra = load_splits_with_extra(data)
+    plain, _ = load_splits(DataArguments(train_file=str(tmp_path / "train.jsonl"),
+                                         test_file=str(tmp_path / "test.jsonl")))
+    assert num_extra == 2 == len(splits["train"]) - len(plain["train"])
+    assert load_splits_with_extra(DataArguments(train_file=str(tmp_path / "train.jsonl")))[2] == 0
 
 
 def test_extra_rows_need_the_train_columns(tmp_path):

@@ -29,7 +29,7 @@ from transformers import HfArgumentParser
 
 from nlp_reuse.cli import load_yaml_defaults, make_parser, parse_args
 from nlp_reuse.config import DataArguments
-from nlp_reuse.data import load_splits
+from nlp_reuse.data import load_splits_with_extra
 from nlp_reuse.errors import ConfigError, DataError, format_error
 from nlp_reuse.run_entries import extra_train_entry
 
@@ -194,8 +194,9 @@ def load_task_data(spec: TasksFile, label_names: dict[str, list[str]] | None = N
     data = {}
     for task in spec.tasks:
         try:
-            splits, labels = load_splits(task.data, label_names=(label_names or {}).get(task.name))
-            extra_train = extra_train_entry(task.data)
+            splits, labels, num_extra = load_splits_with_extra(task.data,
+                                                               label_names=(label_names or {}).get(task.name))
+            extra_train = extra_train_entry(task.data, num_extra)
         except DataError as err:
             raise DataError(f"Task {task.name!r} of {spec.source}: {err}") from err
         data[task.name] = TaskData(splits, labels, extra_train)
