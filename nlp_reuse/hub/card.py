@@ -18,7 +18,13 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from nlp_reuse.families import BiLSTMConfig, StaticEmbeddingConfig
-from nlp_reuse.hub.lineage import _teacher_base, _teacher_report, describe_extra_train, describe_lineage, format_metric
+from nlp_reuse.hub.lineage import (
+    describe_extra_train,
+    describe_lineage,
+    format_metric,
+    read_teacher_report,
+    teacher_base,
+)
 from nlp_reuse.hub.run_folder import ONNX_SUBFOLDERS, RunFolder, read_run_folder
 from nlp_reuse.redact import scrub_text
 from nlp_reuse.report import ModelEntry, RunReport
@@ -128,7 +134,7 @@ def resolve_base_model(teacher_name_or_path: str) -> str | None:
 
     if as_hub_id(teacher_name_or_path):
         return as_hub_id(teacher_name_or_path)
-    parent = _teacher_base(_teacher_report(teacher_name_or_path))
+    parent = teacher_base(read_teacher_report(teacher_name_or_path))
     return as_hub_id(parent) if isinstance(parent, str) else None
 
 
@@ -233,7 +239,7 @@ def _card_context(folder: RunFolder, repo_id: str | None, base_model: str | None
     teacher_name = teacher.name_or_path
     # local_path is absolute (recorded at distillation time), so the card does not depend on the current directory.
     teacher_where = teacher.local_path or teacher_name
-    teacher_report = _teacher_report(teacher_where)
+    teacher_report = read_teacher_report(teacher_where)
     base_model = base_model or resolve_base_model(teacher_where)
     return {
         "model_name": repo_id.split("/")[-1] if repo_id else "nlp_reuse student",

@@ -18,17 +18,17 @@ def format_metric(value: float) -> str:
     return f"{value:.4f}"
 
 
-def _teacher_report(teacher_name_or_path: str) -> dict[str, Any]:
+def read_teacher_report(teacher_name_or_path: str) -> dict[str, Any]:
     """The report.json scripts/finetune.py left in a local teacher folder, or {} (Hub teacher, or none found).
 
-    Read as plain JSON, not as a FinetuneReport: only what it was fine-tuned from (`_teacher_base`), its domain
+    Read as plain JSON, not as a FinetuneReport: only what it was fine-tuned from (`teacher_base`), its domain
     alignment and its command are used, and a teacher folder made by other tools may hold a partial one.
     """
     path = Path(teacher_name_or_path).expanduser() / "report.json"
     return read_json_object(path) if path.is_file() else {}
 
 
-def _teacher_base(teacher_report: dict[str, Any]) -> Any:
+def teacher_base(teacher_report: dict[str, Any]) -> Any:
     """What a teacher's report.json says it was fine-tuned from: model.name_or_path, or for a multi-task teacher
     (`nlp-reuse finetune --tasks`, one model for all tasks) finetuning.model_name_or_path; None if it does not say."""
     if MultiTaskReport.KEY in teacher_report:
@@ -86,8 +86,8 @@ def describe_lineage(teacher: ModelEntry, teacher_report: dict[str, Any], multit
     extra = describe_extra_train(teacher_report.get("task"), "teacher")
     if extra:
         lines.append(extra)
-    base = _teacher_base(teacher_report)
-    adapted = _teacher_report(base) if isinstance(base, str) else {}
+    base = teacher_base(teacher_report)
+    adapted = read_teacher_report(base) if isinstance(base, str) else {}
     if "masked_lm_loss" in adapted:
         sources = ", ".join(f"{s.get('name')} ({s.get('texts')} texts)"
                             for s in adapted.get("texts", {}).get("sources", []))
